@@ -1,0 +1,52 @@
+"""The HTTP side of Idempotency-Key: header parsing, request fingerprints, replays."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from incidents.api.problems import IdempotencyKeyInFlight, IdempotencyKeyMismatch, IdempotencyKeyMissing
+from incidents.models import Detector, IdempotencyKey
+from incidents.services.idempotency import ClaimResult, idempotency_claim
+
+HEADER = "Idempotency-Key"
+REPLAY_HEADER = "Idempotent-Replayed"
+_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, no spaces; a UUID is ideal
+
+
+def idempotency_key_from(request: Request) -> str:
+    raw = request.headers.get(HEADER)
+    if raw is None:
+        raise IdempotencyKeyMissing(f"send an {HEADER} header (a fresh UUID per logical request) with every POST")
+    key = raw.strip().strip('"')  # the draft allows the key as a quoted string
+    if not _KEY_RE.match(key) or "#" in key:
+        raise IdempotencyKeyMissing(f"{HEADER} must be 1 to 255 visible ASCII characters, without '#' or spaces")
+    return key
+
+
+def request_fingerprint(path: str, data: object) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{path}\n{canonical}".encode()).hexdigest()
+
+
+def replay_response(record: IdempotencyKey) -> Response:
+    return Response(record.response_body, status=record.response_status, headers={REPLAY_HEADER: "true"})
+
+
+def claim_or_answer(*, detector: Detector, key: str, fingerprint: str) -> tuple[IdempotencyKey | None, Response | None]:
+    """Claim the key; or return the response to give instead (a replay), or raise 409/422."""
+    claim = idempotency_claim(detector=detector, key=key, fingerprint=fingerprint)
+    if claim.result is ClaimResult.REPLAY:
+        return None, replay_response(claim.record)
+    if claim.result is ClaimResult.MISMATCH:
+        raise IdempotencyKeyMismatch(
+            f"this {HEADER} was first used with a different request body; use a new key for a new request"
+        )
+    if claim.result is ClaimResult.IN_FLIGHT:
+        raise IdempotencyKeyInFlight(
+            f"a request with this {HEADER} is still being processed; retry shortly", headers={"Retry-After": "1"}
+        )
+    return claim.record, None

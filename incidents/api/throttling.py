@@ -1,0 +1,44 @@
+"""Per-detector rate limit: a fixed one-minute window counted in the cache.
+
+``cache.add`` + ``cache.incr`` are atomic in Redis (set CACHE_URL in multi-process deployments) and
+in the local-memory cache, so concurrent requests cannot slip past the limit the way a read-modify-
+write history list can.
+"""
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.throttling import BaseThrottle
+
+from incidents.api.authentication import DetectorPrincipal
+
+WINDOW_SECONDS = 60
+
+
+class DetectorRateThrottle(BaseThrottle):
+    def __init__(self) -> None:
+        self._wait: float | None = None
+
+    def allow_request(self, request, view) -> bool:  # noqa: ANN001
+        principal = request.user
+        if not isinstance(principal, DetectorPrincipal):
+            return True
+        limit = principal.detector.rate_limit_per_minute or settings.MIR_DETECTOR_RATE_PER_MINUTE
+        now = time.time()
+        window = int(now // WINDOW_SECONDS)
+        key = f"mir:rate:{principal.detector.pk}:{window}"
+        cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=WINDOW_SECONDS * 2)
+            count = 1
+        if count > limit:
+            self._wait = max(1.0, (window + 1) * WINDOW_SECONDS - now)
+            return False
+        return True
+
+    def wait(self) -> float | None:
+        return self._wait

@@ -1,0 +1,210 @@
+"""The detector API (v1): thin views that parse, call one service, and answer after commit."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, UnsupportedMediaType
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from incidents.actors import Actor
+from incidents.api.authentication import DetectorTokenAuthentication, HasScope
+from incidents.api.idempotency import HEADER, claim_or_answer, idempotency_key_from, request_fingerprint
+from incidents.api.problems import (
+    PayloadTooLarge,
+    ValidationProblem,
+    flatten_errors,
+    problem_body,
+    validation_problem_from_django,
+)
+from incidents.api.serializers import BatchInput, BatchResult, IncidentAccepted, IncidentForDetector, IncidentInput
+from incidents.api.throttling import DetectorRateThrottle
+from incidents.choices import DetectorScope
+from incidents.models import Detector
+from incidents.selectors import incident_get_for_detector
+from incidents.services.idempotency import (
+    idempotency_complete,
+    idempotency_item_lookup,
+    idempotency_item_record,
+    idempotency_release,
+)
+from incidents.services.intake import IntakeResult, incident_create
+from incidents.services.parts import EvidenceInput
+
+_DIRECT_FIELDS = (
+    "title", "summary", "category", "severity", "detected_at", "score", "threshold", "detector_version",
+    "occurred_start", "occurred_end", "surface", "imminent_risk_to_life", "countries", "techniques",
+)
+_IDEMPOTENCY_PARAM = OpenApiParameter(
+    HEADER, str, OpenApiParameter.HEADER, required=True,
+    description="A unique key per logical request (a UUID); retries reuse it. Kept at least 24 hours.",
+)
+_PROBLEM = OpenApiResponse(description="Problem details (RFC 9457), application/problem+json")
+_COMMON_PROBLEMS = {code: _PROBLEM for code in (400, 401, 403, 409, 413, 415, 422, 429)}
+
+
+def _submit(detector: Detector, data: dict) -> IntakeResult:
+    fields = {name: data[name] for name in _DIRECT_FIELDS if name in data}
+    fields["model_name"] = data["model"]["name"]
+    fields["model_version"] = data["model"].get("version", "")
+    return incident_create(
+        actor=Actor.for_detector(detector),
+        fields=fields,
+        fingerprint=data.get("fingerprint", ""),
+        accounts=data.get("accounts", []),
+        indicators=data.get("indicators", []),
+        evidence=[EvidenceInput(**item) for item in data.get("evidence", [])],
+    )
+
+
+def _accepted_body(request: Request, result: IntakeResult) -> tuple[int, dict]:
+    url = f"/api/v1/incidents/{result.incident.public_id}"
+    body = IncidentAccepted({"incident": result.incident, "grouped": result.grouped, "url": url}).data
+    return (status.HTTP_200_OK if result.grouped else status.HTTP_201_CREATED), dict(body)
+
+
+class _DetectorView(APIView):
+    authentication_classes = [DetectorTokenAuthentication]
+    throttle_classes = [DetectorRateThrottle]
+
+    def initial(self, request: Request, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().initial(request, *args, **kwargs)
+        if request.method == "POST":
+            media = (request.content_type or "").split(";")[0].strip().lower()
+            if media != "application/json":
+                raise UnsupportedMediaType(media or "(none)", detail="send the body as application/json")
+            length = request.META.get("CONTENT_LENGTH") or "0"
+            if length.isdigit() and int(length) > settings.MIR_API_MAX_BODY_BYTES:
+                raise PayloadTooLarge(settings.MIR_API_MAX_BODY_BYTES)
+
+    @property
+    def detector(self) -> Detector:
+        return self.request.user.detector
+
+
+def _object_body(request: Request) -> dict:
+    data = request.data
+    if not isinstance(data, dict):
+        raise ValidationProblem("the body must be a JSON object", errors=[{"field": None, "message": "expected an object"}])
+    return data
+
+
+class IncidentCreateView(_DetectorView):
+    permission_classes = [HasScope.of(DetectorScope.SUBMIT)]
+
+    @extend_schema(
+        operation_id="incidents_create",
+        summary="File one incident",
+        parameters=[_IDEMPOTENCY_PARAM],
+        request=IncidentInput,
+        responses={201: IncidentAccepted, 200: IncidentAccepted, **_COMMON_PROBLEMS},
+    )
+    def post(self, request: Request) -> Response:
+        data = _object_body(request)
+        key = idempotency_key_from(request)
+        serializer = IncidentInput(data=data)
+        serializer.is_valid(raise_exception=True)
+        record, answer = claim_or_answer(
+            detector=self.detector, key=key, fingerprint=request_fingerprint("incidents", data)
+        )
+        if answer is not None:
+            return answer
+        try:
+            with transaction.atomic():
+                result = _submit(self.detector, serializer.validated_data)
+                code, body = _accepted_body(request, result)
+                idempotency_complete(record=record, status=code, body=body)
+        except BaseException:
+            idempotency_release(record=record)
+            raise
+        return Response(body, status=code, headers={"Location": body["url"]})
+
+
+class IncidentBatchView(_DetectorView):
+    permission_classes = [HasScope.of(DetectorScope.SUBMIT)]
+
+    @extend_schema(
+        operation_id="incidents_batch_create",
+        summary="File up to MIR_API_MAX_BATCH_ITEMS incidents; one result per item",
+        parameters=[_IDEMPOTENCY_PARAM],
+        request=BatchInput,
+        responses={200: BatchResult, **_COMMON_PROBLEMS},
+    )
+    def post(self, request: Request) -> Response:
+        data = _object_body(request)
+        key = idempotency_key_from(request)
+        envelope = BatchInput(data=data)
+        envelope.is_valid(raise_exception=True)
+        record, answer = claim_or_answer(
+            detector=self.detector, key=key, fingerprint=request_fingerprint("incidents/batch", data)
+        )
+        if answer is not None:
+            return answer
+        try:
+            results = [
+                self._one(request, f"{key}#{index}", index, item)
+                for index, item in enumerate(envelope.validated_data["items"])
+            ]
+            body = {
+                "created": sum(1 for r in results if r["status"] == 201),
+                "grouped": sum(1 for r in results if r["status"] == 200 and r["result"]["grouped"]),
+                "failed": sum(1 for r in results if r["status"] >= 400),
+                "items": results,
+            }
+            with transaction.atomic():
+                idempotency_complete(record=record, status=200, body=body)
+        except BaseException:
+            idempotency_release(record=record)
+            raise
+        return Response(body, status=status.HTTP_200_OK)
+
+    def _one(self, request: Request, item_key: str, index: int, item: object) -> dict:
+        """One item in its own transaction; its result is recorded so a retried batch replays it."""
+        done = idempotency_item_lookup(detector=self.detector, key=item_key)
+        if done is not None:
+            return {"index": index, **done.response_body}
+        serializer = IncidentInput(data=item)
+        if not serializer.is_valid():
+            errors = flatten_errors(serializer.errors)
+            return {"index": index, "status": 422, "problem": _item_problem(errors)}
+        try:
+            with transaction.atomic():
+                result = _submit(self.detector, serializer.validated_data)
+                code, body = _accepted_body(request, result)
+                entry = {"status": code, "result": body}
+                idempotency_item_record(
+                    detector=self.detector, key=item_key, fingerprint=request_fingerprint("item", item),
+                    status=code, body=entry,
+                )
+        except DjangoValidationError as exc:
+            problem = validation_problem_from_django(exc)
+            return {"index": index, "status": 422, "problem": _item_problem(problem.errors)}
+        return {"index": index, **entry}
+
+
+def _item_problem(errors: list[dict]) -> dict:
+    detail = errors[0]["message"] if errors else "invalid"
+    if errors and errors[0]["field"]:
+        detail = f"{errors[0]['field']}: {detail}"
+    return problem_body(slug="validation-error", title="The item is not valid", status_code=422, detail=detail,
+                        errors=errors)
+
+
+class IncidentDetailView(_DetectorView):
+    permission_classes = [HasScope.of(DetectorScope.READ_OWN)]
+
+    @extend_schema(
+        operation_id="incidents_retrieve",
+        summary="What became of an incident this detector filed",
+        responses={200: IncidentForDetector, 401: _PROBLEM, 403: _PROBLEM, 404: _PROBLEM, 429: _PROBLEM},
+    )
+    def get(self, request: Request, public_id: str) -> Response:
+        incident = incident_get_for_detector(detector=self.detector, public_id=public_id)
+        if incident is None:
+            raise NotFound("no incident with this id among this detector's incidents")
+        return Response(IncidentForDetector(incident).data)
+

@@ -1,0 +1,31 @@
+"""Reads of the intake side, each scoped to its audience."""
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+
+from incidents.choices import Status
+from incidents.models import AuditEvent, Detector, Incident
+
+
+def incident_triage_queue_count() -> int:
+    """Incidents waiting for a person to look at them (shown to staff on the admin index)."""
+    return Incident.objects.filter(status=Status.NEW).count()
+
+
+def incidents_for_detector(*, detector: Detector) -> QuerySet[Incident]:
+    """A detector sees only the incidents it filed."""
+    return Incident.objects.filter(detector=detector)
+
+
+def incident_get_for_detector(*, detector: Detector, public_id: str) -> Incident | None:
+    try:
+        parsed = uuid.UUID(str(public_id))
+    except ValueError:
+        return None
+    return incidents_for_detector(detector=detector).filter(public_id=parsed).first()
+
+
+def incident_audit_trail(*, incident: Incident) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(incident=incident).select_related("actor_user", "actor_detector")

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from django.db import models, transaction
+
+from incidents.actors import Actor
+from incidents.choices import ActorKind
+from incidents.models import AuditEvent, Incident
+
+
+def audit_record(
+    *,
+    actor: Actor,
+    action: str,
+    obj: models.Model,
+    changes: dict | None = None,
+    reason: str = "",
+) -> AuditEvent:
+    """Append one audit event. Must run inside the caller's transaction (same commit as the change)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audit_record must be called inside the service's transaction")
+    return AuditEvent.objects.create(
+        incident=obj if isinstance(obj, Incident) else getattr(obj, "incident", None),
+        object_type=obj._meta.label_lower,
+        object_id=str(getattr(obj, "public_id", None) or obj.pk),
+        action=action,
+        actor_kind=actor.kind,
+        actor_user=actor.user if actor.kind == ActorKind.USER else None,
+        actor_detector=actor.detector if actor.kind == ActorKind.DETECTOR else None,
+        actor_label=actor.label[:150],
+        changes=changes or {},
+        reason=reason,
+    )

@@ -1,0 +1,105 @@
+"""Detectors and their tokens: created, issued, revoked through here, each with an audit event."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from incidents.actors import Actor
+from incidents.choices import DetectorScope
+from incidents.models import Detector, DetectorToken
+from incidents.services.audit import audit_record
+
+TOKEN_PREFIX = "mir_"
+# last_used_at is bookkeeping, not audit: write it at most once a minute per token to keep the hot
+# path free of an UPDATE per request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: DetectorToken
+    secret: str  # shown once; only its digest is stored
+
+
+def detector_create(*, actor: Actor, name: str, description: str = "") -> Detector:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": ["must not be empty"]})
+    with transaction.atomic():
+        if Detector.objects.filter(name=name).exists():
+            raise ValidationError({"name": [f"a detector named {name!r} already exists"]})
+        detector = Detector.objects.create(name=name, description=description)
+        audit_record(actor=actor, action="detector_created", obj=detector, changes={"name": name})
+    return detector
+
+
+def detector_token_issue(
+    *,
+    actor: Actor,
+    detector: Detector,
+    scopes: Iterable[str] = (DetectorScope.SUBMIT, DetectorScope.READ_OWN),
+    expires_at: datetime | None = None,
+    label: str = "",
+) -> IssuedToken:
+    scope_list = sorted({str(s) for s in scopes})
+    unknown = set(scope_list) - set(DetectorScope.values)
+    if unknown or not scope_list:
+        raise ValidationError({"scopes": [f"choose from {', '.join(DetectorScope.values)}"]})
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": ["is in the past"]})
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        token = DetectorToken.objects.create(
+            detector=detector,
+            label=label,
+            prefix=secret[: len(TOKEN_PREFIX) + 6],
+            token_hash=token_digest(secret),
+            scopes=scope_list,
+            expires_at=expires_at,
+        )
+        audit_record(
+            actor=actor,
+            action="token_issued",
+            obj=token,
+            changes={"detector": detector.name, "scopes": scope_list, "expires_at": expires_at and expires_at.isoformat()},
+        )
+    return IssuedToken(token=token, secret=secret)
+
+
+def detector_token_revoke(*, actor: Actor, token: DetectorToken, reason: str = "") -> DetectorToken:
+    with transaction.atomic():
+        row = DetectorToken.objects.select_for_update().get(pk=token.pk)
+        if row.revoked_at is None:
+            row.revoked_at = timezone.now()
+            row.save(update_fields=["revoked_at"])
+            audit_record(actor=actor, action="token_revoked", obj=row, reason=reason)
+    return row
+
+
+def detector_token_authenticate(*, secret: str) -> DetectorToken | None:
+    """The usable token for a presented secret, or None. Records last use (coarsely)."""
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+        return None
+    token = (
+        DetectorToken.objects.select_related("detector")
+        .filter(token_hash=token_digest(secret), detector__is_active=True)
+        .first()
+    )
+    now = timezone.now()
+    if token is None or not token.is_usable(now):
+        return None
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        DetectorToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token

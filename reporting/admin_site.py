@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+
+
+class StaffAdminSite(admin.AdminSite):
+    site_header = "Misuse incident reporting"
+    site_title = "Misuse incident reporting"
+    index_title = "Staff console"
+
+    def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:
+        from incidents.selectors import incident_triage_queue_count
+
+        context = {"triage_count": incident_triage_queue_count(), **(extra_context or {})}
+        return super().index(request, extra_context=context)

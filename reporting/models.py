@@ -1,0 +1,1 @@
+"""Models of the outbound side (destinations, rules, reports) arrive with the delivery issue."""
