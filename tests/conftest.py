@@ -1,0 +1,107 @@
+"""Fixed personas and helpers shared by every test module."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from incidents.actors import Actor
+from incidents.choices import DetectorScope
+from incidents.services.detectors import detector_create, detector_token_issue
+from incidents.services.intake import incident_create
+
+SYSTEM = Actor.system("tests")
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Rate-limit counters live in the cache; each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def staff_user(db):
+    return get_user_model().objects.create_user(
+        username="stella", email="stella@lab.example", password="correct horse battery staple", is_staff=True,
+        is_superuser=True,
+    )
+
+
+@pytest.fixture
+def staff_actor(staff_user):
+    return Actor.for_user(staff_user)
+
+
+def make_detector(name: str, scopes=(DetectorScope.SUBMIT, DetectorScope.READ_OWN), **token_kwargs):
+    detector = detector_create(actor=SYSTEM, name=name)
+    issued = detector_token_issue(actor=SYSTEM, detector=detector, scopes=scopes, **token_kwargs)
+    return detector, issued.secret
+
+
+@pytest.fixture
+def detector_a(db):
+    return make_detector("classifier-a")
+
+
+@pytest.fixture
+def detector_b(db):
+    return make_detector("soc-b")
+
+
+def api_client(secret: str | None) -> APIClient:
+    client = APIClient()
+    if secret:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+@pytest.fixture
+def api_a(detector_a):
+    return api_client(detector_a[1])
+
+
+@pytest.fixture
+def api_b(detector_b):
+    return api_client(detector_b[1])
+
+
+def valid_body(**overrides) -> dict:
+    body = {
+        "title": "Credential phishing kit generation",
+        "summary": "A cluster of accounts generated phishing pages impersonating a bank.",
+        "category": "FRAUD",
+        "severity": "SEV-2",
+        "detected_at": (timezone.now() - timedelta(minutes=5)).isoformat().replace("+00:00", "Z"),
+        "model": {"name": "Fable 5", "version": "2026-10"},
+    }
+    body.update(overrides)
+    return body
+
+
+def incident_fields(**overrides) -> dict:
+    fields = {
+        "title": "Intrusion tooling",
+        "summary": "Model used to write an intrusion toolkit.",
+        "category": "CYBER",
+        "severity": "SEV-1",
+        "detected_at": timezone.now() - timedelta(hours=1),
+        "model_name": "Mythos 5",
+    }
+    fields.update(overrides)
+    return fields
+
+
+def make_incident(actor: Actor = SYSTEM, **overrides):
+    return incident_create(actor=actor, fields=incident_fields(**overrides)).incident
+
+
+def post(client: APIClient, body, key: str | None = "key-1", path: str = "/api/v1/incidents/", **extra):
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
+    return client.post(path, body, format="json", **headers, **extra)
