@@ -54,6 +54,7 @@ class HasScope(permissions.BasePermission):
 
     @classmethod
     def of(cls, scope: str) -> type[HasScope]:
+        scope = str(getattr(scope, "value", scope))
         return type(f"HasScope_{scope.replace(':', '_')}", (cls,), {"required_scope": scope})
 
     def has_permission(self, request, view) -> bool:  # noqa: ANN001

@@ -85,8 +85,11 @@ def flatten_errors(detail: object, prefix: str = "") -> list[dict]:
     out: list[dict] = []
     if isinstance(detail, dict):
         for key, value in detail.items():
-            name = key if key not in ("non_field_errors", "__all__") else ""
-            path = f"{prefix}.{name}" if prefix and name else (prefix or name)
+            if isinstance(key, int):  # ListField errors are keyed by item index
+                path = f"{prefix}[{key}]"
+            else:
+                name = key if key not in ("non_field_errors", "__all__") else ""
+                path = f"{prefix}.{name}" if prefix and name else (prefix or name)
             out += flatten_errors(value, path)
     elif isinstance(detail, list):
         if detail and all(isinstance(item, (dict, list)) for item in detail):

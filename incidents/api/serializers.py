@@ -116,6 +116,13 @@ class BatchInput(StrictSerializer):
         help_text="Incidents, each shaped like the body of POST /api/v1/incidents/.",
     )
 
+    def validate_items(self, value: list) -> list:
+        # Read at request time (the field's max_length is fixed at import, for the schema).
+        cap = settings.MIR_API_MAX_BATCH_ITEMS
+        if len(value) > cap:
+            raise serializers.ValidationError(f"Ensure this field has no more than {cap} elements.")
+        return value
+
 
 class IncidentAccepted(serializers.Serializer):
     id = serializers.UUIDField(source="incident.public_id")
