@@ -26,7 +26,8 @@ _WALLET_PATTERNS = (
     ("tron", re.compile(r"^T[1-9A-HJ-NP-Za-km-z]{33}$")),
     ("solana", re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")),
 )
-_TECHNIQUE_RE = re.compile(r"^(AML\.T\d{4}(\.\d{3})?|T\d{4}(\.\d{3})?)$")
+TECHNIQUE_PATTERN = r"^(AML\.T\d{4}(\.\d{3})?|T\d{4}(\.\d{3})?)$"
+_TECHNIQUE_RE = re.compile(TECHNIQUE_PATTERN)
 _COUNTRIES = frozenset(country.alpha_2 for country in pycountry.countries)
 _url_validator = URLValidator(schemes=["http", "https", "ftp", "ftps"])
 _email_validator = EmailValidator()
@@ -48,9 +49,14 @@ def _domain(value: str) -> str:
 
 def _ip(value: str) -> str:
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        address = ipaddress.ip_address(value.strip())
     except ValueError:
         raise ValueError("not a valid IPv4 or IPv6 address") from None
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        # Spelled the same on every Python (3.13 changed str() of IPv4-mapped addresses).
+        return f"::ffff:{mapped}"
+    return str(address)
 
 
 def _url(value: str) -> str:

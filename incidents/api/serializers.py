@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from incidents.api.fields import (
@@ -13,7 +14,7 @@ from incidents.api.fields import (
     StrictSerializer,
 )
 from incidents.choices import Category, EnforcementAction, EvidenceKind, IndicatorType, Severity, Surface
-from incidents.validation import is_sha256_hex, normalize_countries, normalize_indicator, normalize_techniques
+from incidents.validation import TECHNIQUE_PATTERN, is_sha256_hex, normalize_countries, normalize_indicator, normalize_techniques
 
 
 class ModelInput(StrictSerializer):
@@ -45,7 +46,10 @@ class EvidenceInput(StrictSerializer):
         required=False, allow_blank=True, trim_whitespace=False,
         help_text="Raw content (UTF-8), capped by MIR_EVIDENCE_MAX_CONTENT_BYTES; the server computes its SHA-256.",
     )
-    sha256 = StrictCharField(required=False, min_length=64, max_length=64, help_text="Hex SHA-256 of content kept elsewhere.")
+    sha256 = StrictCharField(
+        required=False, validators=[RegexValidator(r"^[0-9a-fA-F]{64}$", "Must be 64 hexadecimal characters.")],
+        help_text="Hex SHA-256 of content kept elsewhere.",
+    )
 
     def validate(self, attrs: dict) -> dict:
         if "content" not in attrs and "sha256" not in attrs:
@@ -80,11 +84,13 @@ class IncidentInput(StrictSerializer):
     surface = StrictChoiceField(choices=Surface.choices, required=False)
     imminent_risk_to_life = StrictBooleanField(required=False)
     countries = serializers.ListField(
-        child=StrictCharField(min_length=2, max_length=2), max_length=250, required=False,
+        child=StrictCharField(validators=[RegexValidator(r"^[A-Za-z]{2}$", "Must be two letters.")]),
+        max_length=250, required=False,
         help_text="ISO 3166-1 alpha-2 codes.",
     )
     techniques = serializers.ListField(
-        child=StrictCharField(max_length=20), max_length=100, required=False,
+        child=StrictCharField(validators=[RegexValidator(TECHNIQUE_PATTERN, "Must be an ATLAS or ATT&CK technique id.")]),
+        max_length=100, required=False,
         help_text="MITRE ATLAS (AML.T0054) or ATT&CK (T1566.001) technique ids.",
     )
     accounts = serializers.ListField(child=AccountInput(), max_length=1000, required=False)

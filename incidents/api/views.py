@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from incidents.actors import Actor
 from incidents.api.authentication import DetectorTokenAuthentication, HasScope
-from incidents.api.idempotency import HEADER, claim_or_answer, idempotency_key_from, request_fingerprint
+from incidents.api.idempotency import HEADER, KEY_PATTERN, claim_or_answer, idempotency_key_from, request_fingerprint
 from incidents.api.problems import (
     PayloadTooLarge,
     ValidationProblem,
@@ -40,7 +40,8 @@ _DIRECT_FIELDS = (
     "occurred_start", "occurred_end", "surface", "imminent_risk_to_life", "countries", "techniques",
 )
 _IDEMPOTENCY_PARAM = OpenApiParameter(
-    HEADER, str, OpenApiParameter.HEADER, required=True,
+    HEADER, {"type": "string", "pattern": KEY_PATTERN, "minLength": 1, "maxLength": 255}, OpenApiParameter.HEADER,
+    required=True,
     description="A unique key per logical request (a UUID); retries reuse it. Kept at least 24 hours.",
 )
 _PROBLEM = OpenApiResponse(description="Problem details (RFC 9457), application/problem+json")
@@ -73,7 +74,7 @@ class _DetectorView(APIView):
 
     def initial(self, request: Request, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         super().initial(request, *args, **kwargs)
-        if request.method == "POST":
+        if request.method == "POST" and hasattr(self, "post"):  # else DRF answers 405
             media = (request.content_type or "").split(";")[0].strip().lower()
             if media != "application/json":
                 raise UnsupportedMediaType(media or "(none)", detail="send the body as application/json")

@@ -63,7 +63,7 @@ INVALID_BODIES = [
     ({"surface": "telepathy"}, "surface"),
     ({"countries": ["XX"]}, "countries"),
     ({"countries": "DE"}, "countries"),
-    ({"techniques": ["T99"]}, "techniques"),
+    ({"techniques": ["T99"]}, "techniques[0]"),
     ({"occurred_start": "2026-11-26T10:00:00Z", "occurred_end": "2026-11-26T09:00:00Z"}, "occurred_end"),
     ({"occurred_start": FUTURE}, "occurred_start"),
     ({"accounts": [{"id": ""}]}, "accounts[0].id"),
