@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from incidents.models import Detector, DetectorToken
@@ -66,21 +65,3 @@ class HasScope(permissions.BasePermission):
             self.message = f"this token lacks the {self.required_scope!r} scope"
             return False
         return True
-
-
-class DetectorTokenScheme(OpenApiAuthenticationExtension):
-    """Describes the bearer token in the OpenAPI schema (the docs' "Authorize" button).
-
-    Defining the subclass registers it; without it drf-spectacular warns on every view and
-    ``check --deploy --fail-level WARNING`` fails.
-    """
-
-    target_class = DetectorTokenAuthentication
-    name = "detectorToken"
-
-    def get_security_definition(self, auto_schema):  # noqa: ANN001, ANN201
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "A detector token (mir_...), from `manage.py detector_create NAME`.",
-        }

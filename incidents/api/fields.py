@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -66,10 +66,10 @@ class Rfc3339Field(serializers.Field):
             self.fail("invalid")
         if not 1970 <= value.year <= 9000:
             self.fail("range")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def to_representation(self, value: datetime) -> str:
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class StrictSerializer(serializers.Serializer):

@@ -14,7 +14,13 @@ from incidents.api.fields import (
     StrictSerializer,
 )
 from incidents.choices import Category, EnforcementAction, EvidenceKind, IndicatorType, Severity, Surface
-from incidents.validation import TECHNIQUE_PATTERN, is_sha256_hex, normalize_countries, normalize_indicator, normalize_techniques
+from incidents.validation import (
+    TECHNIQUE_PATTERN,
+    is_sha256_hex,
+    normalize_countries,
+    normalize_indicator,
+    normalize_techniques,
+)
 
 
 class ModelInput(StrictSerializer):
@@ -89,7 +95,7 @@ class IncidentInput(StrictSerializer):
         help_text="ISO 3166-1 alpha-2 codes.",
     )
     techniques = serializers.ListField(
-        child=StrictCharField(validators=[RegexValidator(TECHNIQUE_PATTERN, "Must be an ATLAS or ATT&CK technique id.")]),
+        child=StrictCharField(validators=[RegexValidator(TECHNIQUE_PATTERN, "Must be an ATLAS or ATT&CK id.")]),
         max_length=100, required=False,
         help_text="MITRE ATLAS (AML.T0054) or ATT&CK (T1566.001) technique ids.",
     )

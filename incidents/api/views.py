@@ -90,7 +90,9 @@ class _DetectorView(APIView):
 def _object_body(request: Request) -> dict:
     data = request.data
     if not isinstance(data, dict):
-        raise ValidationProblem("the body must be a JSON object", errors=[{"field": None, "message": "expected an object"}])
+        raise ValidationProblem(
+            "the body must be a JSON object", errors=[{"field": None, "message": "expected an object"}]
+        )
     return data
 
 

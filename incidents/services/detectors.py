@@ -72,7 +72,11 @@ def detector_token_issue(
             actor=actor,
             action="token_issued",
             obj=token,
-            changes={"detector": detector.name, "scopes": scope_list, "expires_at": expires_at and expires_at.isoformat()},
+            changes={
+                "detector": detector.name,
+                "scopes": scope_list,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
         )
     return IssuedToken(token=token, secret=secret)
 
