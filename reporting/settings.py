@@ -3,7 +3,7 @@
 Everything comes from the environment. With nothing set, the service runs on the embedded
 defaults (SQLite, Celery's filesystem transport under ``var/``). ``MIR_ENV=production`` turns on
 Django's deployment checklist and refuses to start without a real ``SECRET_KEY``.
-See docs/configuration.md for every variable.
+See docs/operations.md for every variable.
 """
 from __future__ import annotations
 

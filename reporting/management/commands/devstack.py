@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import secrets
+import signal
 import socket
 import sys
 import time
@@ -82,9 +83,8 @@ class Command(BaseCommand):
                 supervisor.say(_banner(base, login, token, supervisor, ready=ready))
             dead = supervisor.watch()
             if dead is not None:
-                code = dead.process.returncode
-                supervisor.say(f"devstack: {dead.name} (pid {dead.pid}) exited unexpectedly with code {code}; "
-                               "stopping the others")
+                supervisor.say(f"devstack: {dead.name} (pid {dead.pid}) {_exit_reason(dead.process.returncode)} "
+                               "unexpectedly; stopping the others")
             else:
                 supervisor.say("devstack: stopping web, worker and beat ...")
         finally:
@@ -92,7 +92,7 @@ class Command(BaseCommand):
             supervisor.stop_all()
             supervisor.restore_signal_handlers(previous)
         if dead is not None:
-            raise CommandError(f"{dead.name} exited unexpectedly (code {dead.process.returncode}); "
+            raise CommandError(f"{dead.name} {_exit_reason(dead.process.returncode)} unexpectedly; "
                                "see its output above", returncode=1)
         supervisor.say("devstack: all processes stopped.")
 
@@ -154,6 +154,15 @@ class Command(BaseCommand):
 
 
 # --- small pieces -------------------------------------------------------------------------------
+def _exit_reason(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
 def _read_secret(path: Path) -> str:
     os.chmod(path, 0o600)
     return path.read_text(encoding="utf-8").strip()
