@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 
 from incidents.actors import Actor
 from incidents.choices import EnforcementAction, EvidenceKind
@@ -87,7 +88,9 @@ def parts_prepare(
             raise _field_errors("evidence", i, str(exc)) from None
         evidence_rows.setdefault(
             digest,
-            Evidence(kind=ev.kind, description=ev.description, sha256=digest, content=ev.content or "", size_bytes=size),
+            Evidence(
+                kind=ev.kind, description=ev.description, sha256=digest, content=ev.content or "", size_bytes=size
+            ),
         )
     return list(account_rows.values()), list(indicator_rows.values()), list(evidence_rows.values())
 
@@ -130,3 +133,131 @@ def parts_attach(
             },
         )
     return counts
+
+
+# --- Staff edits of single parts (the admin). Each locks its row and writes one audit event. -------
+
+
+def incident_parts_add(
+    *,
+    incident: Incident,
+    actor: Actor,
+    accounts: Iterable[Mapping] = (),
+    indicators: Iterable[Mapping] = (),
+    evidence: Iterable[EvidenceInput] = (),
+) -> dict[str, int]:
+    """Add parts to a filed incident; parts it already has are skipped. One "parts_added" event."""
+    prepared = parts_prepare(accounts=accounts, indicators=indicators, evidence=evidence)
+    with transaction.atomic():
+        # Lock the incident so two staff adding the same indicator at once cannot both pass the
+        # "already known" check and then collide on the unique constraint.
+        row = Incident.objects.select_for_update().get(pk=incident.pk)
+        return parts_attach(
+            incident=row, actor=actor, accounts=prepared[0], indicators=prepared[1], evidence=prepared[2]
+        )
+
+
+def evidence_update(*, evidence: Evidence, actor: Actor, kind: str, description: str, reason: str = "") -> Evidence:
+    """Change how a piece of evidence is described. Its digest and content are facts and stay as filed."""
+    if kind not in EvidenceKind.values:
+        raise ValidationError({"kind": [f"unknown evidence kind {kind!r}"]})
+    description = (description or "").strip()
+    if not description:
+        raise ValidationError({"description": ["must not be empty"]})
+    with transaction.atomic():
+        row = Evidence.objects.select_for_update().get(pk=evidence.pk)
+        changes = {
+            name: [getattr(row, name), value]
+            for name, value in (("kind", kind), ("description", description))
+            if getattr(row, name) != value
+        }
+        if not changes:
+            return row
+        row.kind, row.description = kind, description
+        row.save(update_fields=list(changes))
+        audit_record(actor=actor, action="evidence_updated", obj=row, changes=changes, reason=reason)
+    return row
+
+
+def evidence_remove(*, evidence: Evidence, actor: Actor, reason: str = "") -> None:
+    """Remove a piece of evidence; the audit event keeps its digest (never its content)."""
+    with transaction.atomic():
+        row = Evidence.objects.select_for_update().get(pk=evidence.pk)
+        audit_record(
+            actor=actor,
+            action="evidence_removed",
+            obj=row,
+            changes={"kind": row.kind, "sha256": row.sha256, "size_bytes": row.size_bytes},
+            reason=reason,
+        )
+        row.delete()
+
+
+def indicator_update(
+    *, indicator: Indicator, actor: Actor, indicator_type: str, value: str, reason: str = ""
+) -> Indicator:
+    """Correct an indicator; the new value is normalised per type like any filed one."""
+    try:
+        value = normalize_indicator(indicator_type, value or "")
+    except ValueError as exc:
+        raise ValidationError({"value": [str(exc)]}) from None
+    with transaction.atomic():
+        row = Indicator.objects.select_for_update().get(pk=indicator.pk)
+        if (row.type, row.value) == (indicator_type, value):
+            return row
+        if Indicator.objects.filter(incident_id=row.incident_id, type=indicator_type, value=value).exists():
+            raise ValidationError({"value": [f"the incident already has {indicator_type}:{value}"]})
+        changes = {"indicator": [f"{row.type}:{row.value}", f"{indicator_type}:{value}"]}
+        row.type, row.value = indicator_type, value
+        row.save(update_fields=["type", "value"])
+        audit_record(actor=actor, action="indicator_updated", obj=row, changes=changes, reason=reason)
+    return row
+
+
+def indicator_remove(*, indicator: Indicator, actor: Actor, reason: str = "") -> None:
+    with transaction.atomic():
+        row = Indicator.objects.select_for_update().get(pk=indicator.pk)
+        audit_record(
+            actor=actor, action="indicator_removed", obj=row, changes={"indicator": f"{row.type}:{row.value}"},
+            reason=reason,
+        )
+        row.delete()
+
+
+def account_update(
+    *, account: Account, actor: Actor, identifier: str, enforcement_action: str, reason: str = ""
+) -> Account:
+    """Correct an account or record a new enforcement action against it."""
+    identifier = (identifier or "").strip()
+    if not identifier:
+        raise ValidationError({"identifier": ["must not be empty"]})
+    if len(identifier) > 256:
+        raise ValidationError({"identifier": ["longer than 256 characters"]})
+    if enforcement_action not in EnforcementAction.values:
+        raise ValidationError({"enforcement_action": [f"unknown enforcement action {enforcement_action!r}"]})
+    with transaction.atomic():
+        row = Account.objects.select_for_update().get(pk=account.pk)
+        changes: dict = {}
+        if row.identifier != identifier:
+            if Account.objects.filter(incident_id=row.incident_id, identifier=identifier).exists():
+                raise ValidationError({"identifier": ["the incident already lists this account"]})
+            # Like parts_attach, the trail notes that an identifier changed but never holds one.
+            changes["identifier"] = "changed"
+        if row.enforcement_action != enforcement_action:
+            changes["enforcement_action"] = [row.enforcement_action, enforcement_action]
+        if not changes:
+            return row
+        row.identifier, row.enforcement_action = identifier, enforcement_action
+        row.save(update_fields=["identifier", "enforcement_action"])
+        audit_record(actor=actor, action="account_updated", obj=row, changes=changes, reason=reason)
+    return row
+
+
+def account_remove(*, account: Account, actor: Actor, reason: str = "") -> None:
+    with transaction.atomic():
+        row = Account.objects.select_for_update().get(pk=account.pk)
+        audit_record(
+            actor=actor, action="account_removed", obj=row,
+            changes={"enforcement_action": row.enforcement_action}, reason=reason,
+        )
+        row.delete()
