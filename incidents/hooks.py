@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class IncidentChange:
-    """What happened: ``created``, ``occurrence``, ``updated``, ``transitioned`` or ``reportability``."""
+    """What happened: ``created``, ``occurrence``, ``updated``, ``transitioned``, ``reportability`` or
+    ``parts`` (evidence, indicators or accounts added, changed or removed)."""
 
     kind: str
     incident: Incident

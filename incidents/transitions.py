@@ -13,8 +13,9 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 
 class TransitionError(Exception):
     def __init__(self, current: str, target: str) -> None:
-        allowed = ", ".join(sorted(ALLOWED_TRANSITIONS.get(current, ()))) or "none"
-        super().__init__(f"cannot move an incident from {current!r} to {target!r} (allowed: {allowed})")
+        current, target = str(current), str(target)  # plain values, not "Status.NEW"
+        allowed = ", ".join(sorted(str(s) for s in ALLOWED_TRANSITIONS.get(current, ()))) or "none"
+        super().__init__(f"cannot move an incident from '{current}' to '{target}' (allowed: {allowed})")
         self.current = current
         self.target = target
 

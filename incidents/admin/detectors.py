@@ -18,7 +18,13 @@ from incidents.admin.forms import DetectorAddForm, DetectorChangeForm, RevokeFor
 from incidents.admin.service_errors import ServiceErrorsAdminMixin, refusal
 from incidents.admin.workflow import apply_each, back_from_action, render_confirmation
 from incidents.models import Detector, DetectorToken
-from incidents.services.detectors import IssuedToken, detector_create, detector_token_issue, detector_token_revoke
+from incidents.services.detectors import (
+    IssuedToken,
+    detector_create,
+    detector_token_issue,
+    detector_token_revoke,
+    detector_update,
+)
 
 _ISSUED_ATTR = "_mir_issued_token"
 TOKEN_FIELDS = ("prefix_display", "label", "scopes_display", "expires_at", "revoked_at", "last_used_at", "created_at")
@@ -58,8 +64,9 @@ class DetectorTokenInline(TokenDisplayMixin, admin.TabularInline):
 class DetectorAdmin(ServiceErrorsAdminMixin, admin.ModelAdmin):
     list_display = ("name", "is_active", "usable_tokens", "created_at")
     search_fields = ("name",)
-    # No detector_update service yet: the detector's own settings are shown, not edited, here.
-    change_readonly_fields = ("name", "description", "is_active", "rate_limit_per_minute", "public_id", "created_at")
+    # Settings change through detector_update; the name is the detector's identity in the audit trail.
+    change_readonly_fields = ("name", "public_id", "created_at")
+    change_editable_fields = ("description", "is_active", "rate_limit_per_minute")
 
     def get_queryset(self, request: HttpRequest):  # noqa: ANN201
         now = timezone.now()
@@ -80,7 +87,7 @@ class DetectorAdmin(ServiceErrorsAdminMixin, admin.ModelAdmin):
         if obj is None:
             return [(None, {"fields": ("name", "description")}), ("First token", {"fields": token})]
         return [
-            (None, {"fields": self.change_readonly_fields}),
+            (None, {"fields": (*self.change_readonly_fields, *self.change_editable_fields)}),
             ("Issue a new token", {"fields": ("issue_token", *token)}),
         ]
 
@@ -97,6 +104,10 @@ class DetectorAdmin(ServiceErrorsAdminMixin, admin.ModelAdmin):
         actor = Actor.for_user(request.user)
         data = form.cleaned_data
         with refusal():
+            if change:
+                detector_update(
+                    actor=actor, detector=obj, fields={name: data[name] for name in self.change_editable_fields}
+                )
             if not change:
                 detector = detector_create(actor=actor, name=data["name"], description=data.get("description", ""))
                 for field in detector._meta.concrete_fields:
@@ -122,7 +133,7 @@ class DetectorAdmin(ServiceErrorsAdminMixin, admin.ModelAdmin):
         issued = getattr(request, _ISSUED_ATTR, None)
         if issued is not None:
             return self.token_issued_page(request, obj, issued, created=False)
-        self.message_user(request, "Nothing changed: tick “Issue a new token” to issue one.", messages.INFO)
+        self.message_user(request, "Saved. To issue a token, tick “Issue a new token”.", messages.SUCCESS)
         return HttpResponseRedirect(request.path)
 
     def token_issued_page(

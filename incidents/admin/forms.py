@@ -242,11 +242,12 @@ class DetectorAddForm(TokenFieldsMixin, ServiceErrorsForm):
 
 class DetectorChangeForm(TokenFieldsMixin, ServiceErrorsForm):
     issue_token = forms.BooleanField(required=False, label="Issue a new token")
-    field_order = ["issue_token", "scopes", "expires_at", "token_label"]
+    field_order = ["description", "is_active", "rate_limit_per_minute", "issue_token", "scopes", "expires_at",
+                   "token_label"]
 
     class Meta:
         model = Detector
-        fields = ()
+        fields = ("description", "is_active", "rate_limit_per_minute")
 
     def clean(self) -> dict:
         cleaned = super().clean()

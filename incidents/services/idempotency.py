@@ -62,13 +62,23 @@ def _take_over(record: IdempotencyKey, fingerprint: str, **match: object) -> Ide
     return record
 
 
+def _insert_claim(**values: object) -> IdempotencyKey:
+    """INSERT the in-flight claim: committed (or, on a unique violation, absent) when this returns.
+
+    Outside a transaction one INSERT in autocommit mode is its own transaction; wrapping it in
+    ``atomic()`` would only add a BEGIN and a COMMIT round trip to every request. Inside a caller's
+    transaction a savepoint keeps a unique violation from breaking that transaction.
+    """
+    if transaction.get_connection().in_atomic_block:
+        with transaction.atomic():
+            return IdempotencyKey.objects.create(**values)
+    return IdempotencyKey.objects.create(**values)
+
+
 def idempotency_claim(*, detector: Detector, key: str, fingerprint: str) -> Claim:
     for _ in range(3):
         try:
-            with transaction.atomic():
-                record = IdempotencyKey.objects.create(
-                    detector=detector, key=key, request_fingerprint=fingerprint, **_new_window()
-                )
+            record = _insert_claim(detector=detector, key=key, request_fingerprint=fingerprint, **_new_window())
             return Claim(ClaimResult.CLAIMED, record)
         except IntegrityError:
             record = IdempotencyKey.objects.filter(detector=detector, key=key).first()

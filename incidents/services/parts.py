@@ -11,6 +11,7 @@ from django.db import transaction
 
 from incidents.actors import Actor
 from incidents.choices import EnforcementAction, EvidenceKind
+from incidents.hooks import IncidentChange, run_incident_hooks
 from incidents.models import Account, Evidence, Incident, Indicator
 from incidents.services.audit import audit_record
 from incidents.validation import is_sha256_hex, normalize_indicator
@@ -42,6 +43,14 @@ class EvidenceInput:
         if not is_sha256_hex(self.sha256.lower()):
             raise ValueError("sha256 must be 64 hexadecimal characters")
         return self.sha256.lower(), None
+
+
+def _part_changed(*, actor: Actor, action: str, obj: Incident | Evidence | Indicator | Account, changes: dict,
+                  reason: str = "") -> None:
+    """Audit a change to an incident's parts and tell the hooks (new evidence may be material)."""
+    audit_record(actor=actor, action=action, obj=obj, changes=changes, reason=reason)
+    incident = obj if isinstance(obj, Incident) else obj.incident
+    run_incident_hooks(IncidentChange(kind="parts", incident=incident, actor=actor, changes={action: changes}))
 
 
 def _field_errors(prefix: str, index: int, message: str, field: str = "") -> ValidationError:
@@ -122,7 +131,7 @@ def parts_attach(
     Evidence.objects.bulk_create(new_evidence)
     counts = {"accounts": len(new_accounts), "indicators": len(new_indicators), "evidence": len(new_evidence)}
     if not is_new and any(counts.values()):
-        audit_record(
+        _part_changed(
             actor=actor,
             action="parts_added",
             obj=incident,
@@ -175,7 +184,7 @@ def evidence_update(*, evidence: Evidence, actor: Actor, kind: str, description:
             return row
         row.kind, row.description = kind, description
         row.save(update_fields=list(changes))
-        audit_record(actor=actor, action="evidence_updated", obj=row, changes=changes, reason=reason)
+        _part_changed(actor=actor, action="evidence_updated", obj=row, changes=changes, reason=reason)
     return row
 
 
@@ -183,7 +192,7 @@ def evidence_remove(*, evidence: Evidence, actor: Actor, reason: str = "") -> No
     """Remove a piece of evidence; the audit event keeps its digest (never its content)."""
     with transaction.atomic():
         row = Evidence.objects.select_for_update().get(pk=evidence.pk)
-        audit_record(
+        _part_changed(
             actor=actor,
             action="evidence_removed",
             obj=row,
@@ -210,14 +219,14 @@ def indicator_update(
         changes = {"indicator": [f"{row.type}:{row.value}", f"{indicator_type}:{value}"]}
         row.type, row.value = indicator_type, value
         row.save(update_fields=["type", "value"])
-        audit_record(actor=actor, action="indicator_updated", obj=row, changes=changes, reason=reason)
+        _part_changed(actor=actor, action="indicator_updated", obj=row, changes=changes, reason=reason)
     return row
 
 
 def indicator_remove(*, indicator: Indicator, actor: Actor, reason: str = "") -> None:
     with transaction.atomic():
         row = Indicator.objects.select_for_update().get(pk=indicator.pk)
-        audit_record(
+        _part_changed(
             actor=actor, action="indicator_removed", obj=row, changes={"indicator": f"{row.type}:{row.value}"},
             reason=reason,
         )
@@ -249,14 +258,14 @@ def account_update(
             return row
         row.identifier, row.enforcement_action = identifier, enforcement_action
         row.save(update_fields=["identifier", "enforcement_action"])
-        audit_record(actor=actor, action="account_updated", obj=row, changes=changes, reason=reason)
+        _part_changed(actor=actor, action="account_updated", obj=row, changes=changes, reason=reason)
     return row
 
 
 def account_remove(*, account: Account, actor: Actor, reason: str = "") -> None:
     with transaction.atomic():
         row = Account.objects.select_for_update().get(pk=account.pk)
-        audit_record(
+        _part_changed(
             actor=actor, action="account_removed", obj=row,
             changes={"enforcement_action": row.enforcement_action}, reason=reason,
         )

@@ -490,7 +490,23 @@ def test_issuing_another_token_from_the_detector_page(staff_client, detector_a):
     assert response.status_code == 200 and detector.tokens.count() == 2
     assert detector_token_authenticate(secret=response.context["issued"].secret).detector == detector
     nothing = submit(staff_client, url, {}, form_id="detector_form", follow=True)
-    assert detector.tokens.count() == 2 and "Nothing changed" in messages_of(nothing)[0]
+    assert detector.tokens.count() == 2 and "Saved" in messages_of(nothing)[0]
+
+
+def test_detector_settings_change_through_the_service(staff_client, staff_user, detector_a):
+    from tests.conftest import api_client, post, valid_body
+
+    detector, secret = detector_a
+    url = reverse("admin:incidents_detector_change", args=[detector.pk])
+    submit(staff_client, url, {"is_active": [], "rate_limit_per_minute": "5", "description": "paused"},
+           form_id="detector_form", follow=True)
+    detector.refresh_from_db()
+    assert (detector.is_active, detector.rate_limit_per_minute, detector.description) == (False, 5, "paused")
+    event = AuditEvent.objects.get(action="detector_updated")
+    assert event.actor_user == staff_user and event.changes["is_active"] == [True, False]
+    assert post(api_client(secret), valid_body()).status_code == 401  # a switched-off detector is refused
+    page = submit(staff_client, url, {"rate_limit_per_minute": "0"}, form_id="detector_form")
+    assert page.status_code == 200 and AuditEvent.objects.filter(action="detector_updated").count() == 1
 
 
 def test_revoking_tokens_through_the_action(staff_client, staff_user, detector_a):

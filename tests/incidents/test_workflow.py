@@ -183,3 +183,18 @@ def test_staff_filed_incident_records_the_person(staff_actor):
     assert incident.filed_by == staff_actor.user and incident.detection_source == "staff"
     tip = make_incident(actor=staff_actor, external_source="CERT-EU phone call")
     assert tip.detection_source == "external_tip"
+
+
+def test_part_changes_reach_the_hooks(staff_actor):
+    from incidents.services.parts import incident_parts_add, indicator_remove
+
+    seen = []
+    register_incident_hook(seen.append)
+    try:
+        incident = make_incident()
+        incident_parts_add(incident=incident, actor=staff_actor, indicators=[{"type": "ip", "value": "192.0.2.7"}])
+        indicator_remove(indicator=incident.indicators.get(), actor=staff_actor, reason="typo")
+    finally:
+        unregister_incident_hook(seen.append)
+    assert [change.kind for change in seen] == ["created", "parts", "parts"]
+    assert "parts_added" in seen[1].changes and "indicator_removed" in seen[2].changes
