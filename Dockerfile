@@ -17,10 +17,11 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 COPY . .
-# collectstatic imports the production settings, which refuse to load without a real SECRET_KEY: give
-# it a throwaway one for this step only (it is not kept in the image; runtime needs its own).
+# collectstatic imports the production settings, which refuse to load without a real SECRET_KEY and
+# MIR_ENCRYPTION_KEY: give it throwaway ones for this step only (it is not kept in the image; runtime needs its own).
 RUN MIR_ENV=production ALLOWED_HOSTS=build.invalid \
     SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(64))')" \
+    MIR_ENCRYPTION_KEY="$(python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')" \
     python manage.py collectstatic --noinput \
     && mkdir -p /var/lib/mir /var/lib/mir-beat \
     && chown -R mir:mir /var/lib/mir /var/lib/mir-beat

@@ -8,7 +8,12 @@ class ReportingConfig(AppConfig):
     verbose_name = "Reporting"
 
     def ready(self) -> None:
+        from incidents.hooks import register_incident_hook
         from reporting import checks  # noqa: F401  (registers the system checks)
+        from reporting.services.obligations import on_incident_change
+
+        # The one seam from intake to obligations (docs/architecture.md): explicit, not a signal.
+        register_incident_hook(on_incident_change)
 
 
 class StaffAdminConfig(admin_apps.AdminConfig):

@@ -30,6 +30,14 @@ if PRODUCTION and (len(SECRET_KEY) < 50 or SECRET_KEY.startswith("django-insecur
         "(python -c 'import secrets; print(secrets.token_urlsafe(64))')"
     )
 
+# Fernet keys for secrets at rest (comma-separated; the first encrypts, all decrypt: rotate by prepending).
+MIR_ENCRYPTION_KEYS = env_list("MIR_ENCRYPTION_KEY")
+if PRODUCTION and not MIR_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured(
+        "MIR_ENV=production needs MIR_ENCRYPTION_KEY "
+        "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+    )
+
 DEBUG = env_bool("DEBUG", default=not PRODUCTION)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DEBUG must be off when MIR_ENV=production")
@@ -196,10 +204,22 @@ MIR_IDEMPOTENCY_TTL_SECONDS = env_int("MIR_IDEMPOTENCY_TTL_SECONDS", 48 * 3600, 
 MIR_IDEMPOTENCY_LEASE_SECONDS = env_int("MIR_IDEMPOTENCY_LEASE_SECONDS", 60, minimum=1)
 MIR_CLOCK_SKEW_SECONDS = env_int("MIR_CLOCK_SKEW_SECONDS", 300, minimum=0)
 
+# Outbound reporting (docs/operations.md documents each).
+MIR_REPORTING_ENTITY_NAME = env_str("MIR_REPORTING_ENTITY_NAME", "Example AI Lab")
+MIR_REPORTING_CONTACT = env_str("MIR_REPORTING_CONTACT", "security-oncall@lab.example (24/7)")
+MIR_DELIVERY_TIMEOUT_SECONDS = env_int("MIR_DELIVERY_TIMEOUT_SECONDS", 20, minimum=1)
+MIR_DELIVERY_LEASE_SECONDS = env_int("MIR_DELIVERY_LEASE_SECONDS", 120, minimum=10)
+MIR_SWEEP_BATCH = env_int("MIR_SWEEP_BATCH", 200, minimum=1)
+MIR_ESCALATION_EMAILS = env_list("MIR_ESCALATION_EMAILS")
+MIR_FALLBACK_THRESHOLD_SECONDS = env_int("MIR_FALLBACK_THRESHOLD_SECONDS", 6 * 3600, minimum=0)
+
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_DIR = VAR_DIR / "celery"
 if CELERY_BROKER_URL == "filesystem://":
+    # Every process that publishes needs the folders, not only the ones devstack starts.
+    for _folder in ("out", "processed", "control"):
+        (CELERY_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_DIR / "out"),
         "data_folder_out": str(CELERY_BROKER_DIR / "out"),
@@ -210,7 +230,7 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(CELERY_BROKER_DIR / "control"),
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2, "socket_timeout": 5}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -219,9 +239,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing gives up fast when the broker is away: the report is safe in PostgreSQL and the sweeper
+# re-queues it; a web request must not hang on the doorbell.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
+    # The sweeper: re-queues every due report the fast path lost; raises escalations.
+    "sweep-due-reports": {"task": "reporting.sweep_due_reports", "schedule": 30.0},
     "purge-expired-idempotency-keys": {
         "task": "incidents.purge_idempotency_keys",
         "schedule": 3600.0,

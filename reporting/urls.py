@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from incidents.api.problems import problem_404_for_api
 from reporting.health import healthz
+from reporting.views_keys import signing_keys
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -11,6 +12,7 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
+    path(".well-known/mir-signing-keys.json", signing_keys, name="signing-keys"),
 ]
 
 handler404 = problem_404_for_api

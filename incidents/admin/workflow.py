@@ -43,8 +43,12 @@ def apply_each(
     *,
     done_verb: str,
     apply: Callable[[object], object],
+    label: Callable[[object], str] | None = None,
 ) -> None:
-    """Apply ``apply`` to each selected object; report successes and each refusal as messages."""
+    """Apply ``apply`` to each selected object; report successes and each refusal as messages.
+
+    ``label`` names an object in a refusal (default: its ``reference``, else ``str(obj)``).
+    """
     succeeded, failed = 0, []
     for obj in queryset.order_by("pk"):
         try:
@@ -61,8 +65,8 @@ def apply_each(
             request, f"{len(failed)} of {len(failed) + succeeded} not {done_verb.lower()}:", messages.ERROR
         )
     for obj, why in failed[:MAX_FAILURE_MESSAGES]:
-        label = getattr(obj, "reference", None) or str(obj)
-        modeladmin.message_user(request, f"{label}: {why}", messages.ERROR)
+        name = label(obj) if label else getattr(obj, "reference", None) or str(obj)
+        modeladmin.message_user(request, f"{name}: {why}", messages.ERROR)
     if len(failed) > MAX_FAILURE_MESSAGES:
         modeladmin.message_user(request, f"… and {len(failed) - MAX_FAILURE_MESSAGES} more.", messages.ERROR)
 
@@ -90,17 +94,22 @@ def render_confirmation(
     submit_label: str,
     skipped: list | None = None,
     note: Callable[[object], str] | None = None,
+    label: Callable[[object], str] | None = None,
 ) -> TemplateResponse:
-    """An intermediate page like Django's delete confirmation, with a form (reason, decision)."""
+    """An intermediate page like Django's delete confirmation, with a form (reason, decision).
+
+    ``label`` names each object on the page (default ``str(obj)``).
+    """
     opts = modeladmin.model._meta
     context = {
         **modeladmin.admin_site.each_context(request),
         "title": title,
         "intro": intro,
         "opts": opts,
-        # (object, note) pairs: the note shows the state the action would change, e.g. a prior decision.
-        "objects": [(obj, note(obj) if note else "") for obj in queryset.order_by("pk")],
-        "skipped": skipped or [],
+        # (object, note, label): the note shows the state the action would change, e.g. a prior decision.
+        "objects": [(obj, note(obj) if note else "", label(obj) if label else str(obj))
+                    for obj in queryset.order_by("pk")],
+        "skipped": [label(obj) if label else str(obj) for obj in skipped or []],
         "form": form,
         "action": action,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,

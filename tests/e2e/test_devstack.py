@@ -204,7 +204,10 @@ def test_devstack_rerun_keeps_the_password_and_exits_non_zero_when_a_child_dies(
 
 
 def test_devstack_refuses_production(tmp_path):
+    from cryptography.fernet import Fernet
+
     env = {**os.environ, "MIR_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(48),
+           "MIR_ENCRYPTION_KEY": Fernet.generate_key().decode(),
            "ALLOWED_HOSTS": "reports.example.org", "MIR_VAR_DIR": str(tmp_path / "var")}
     result = subprocess.run(
         [sys.executable, "manage.py", "devstack", "--port", "18199"], cwd=BASE_DIR, env=env,

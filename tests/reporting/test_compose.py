@@ -97,6 +97,7 @@ def test_app_environment_is_production_and_complete(services):
         env = services[name]["environment"]
         assert env["MIR_ENV"] == "production"
         assert REQUIRED.match(env["SECRET_KEY"]), "SECRET_KEY must be a required variable, never a default"
+        assert REQUIRED.match(env["MIR_ENCRYPTION_KEY"]), "MIR_ENCRYPTION_KEY must be a required variable"
         assert env["DATABASE_URL"].startswith("postgres://") and "@db:5432/" in env["DATABASE_URL"]
         assert "${POSTGRES_PASSWORD:?" in env["DATABASE_URL"]
         assert env["CELERY_BROKER_URL"].startswith("redis://redis:6379/")

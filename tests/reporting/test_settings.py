@@ -21,12 +21,17 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 # values (or another test's) cannot leak in.
 _CONTROLLED = {
     "MIR_ENV", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "DB_CONN_MAX_AGE", "SECURE_SSL_REDIRECT",
-    "BEHIND_TLS_PROXY", "SECURE_HSTS_SECONDS", "CACHE_URL",
+    "BEHIND_TLS_PROXY", "SECURE_HSTS_SECONDS", "CACHE_URL", "MIR_ENCRYPTION_KEY",
 }
 
 
 def _production(**overrides: str) -> dict[str, str]:
-    env = {"MIR_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(48), "ALLOWED_HOSTS": "reports.example.org"}
+    from cryptography.fernet import Fernet
+
+    env = {
+        "MIR_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(48), "ALLOWED_HOSTS": "reports.example.org",
+        "MIR_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
     env.update(overrides)
     return env
 
@@ -63,6 +68,7 @@ def test_production_behind_a_tls_proxy_without_redirect_warns_only_about_the_red
         ({"MIR_ENV": "production", "ALLOWED_HOSTS": "reports.example.org"}, "MIR_ENV=production needs SECRET_KEY"),
         (_production(SECRET_KEY="short"), "MIR_ENV=production needs SECRET_KEY"),
         (_production(SECRET_KEY="django-insecure-" + "x" * 60), "MIR_ENV=production needs SECRET_KEY"),
+        (_production(MIR_ENCRYPTION_KEY=""), "MIR_ENV=production needs MIR_ENCRYPTION_KEY"),
         (_production(DEBUG="1"), "DEBUG must be off when MIR_ENV=production"),
         (_production(ALLOWED_HOSTS=""), "MIR_ENV=production needs ALLOWED_HOSTS"),
         ({"MIR_ENV": "staging"}, "MIR_ENV must be development, test or production, got 'staging'"),
@@ -71,7 +77,7 @@ def test_production_behind_a_tls_proxy_without_redirect_warns_only_about_the_red
         ({"DEBUG": "maybe"}, "DEBUG must be a boolean"),
         ({"MIR_API_MAX_BATCH_ITEMS": "0"}, "MIR_API_MAX_BATCH_ITEMS must be at least 1"),
     ],
-    ids=["no-secret", "short-secret", "insecure-secret", "debug", "no-hosts", "unknown-env", "int", "minimum",
+    ids=["no-secret", "short-secret", "insecure-secret", "no-encryption-key", "debug", "no-hosts", "unknown-env", "int", "minimum",
          "bool", "api-limit"],
 )
 def test_bad_configuration_refuses_to_start_and_names_the_variable(tmp_path, env, expected):

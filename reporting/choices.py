@@ -1,0 +1,58 @@
+"""Closed vocabularies of the outbound side."""
+from django.db import models
+
+
+class Transport(models.TextChoices):
+    WEBHOOK = "webhook", "Webhook (HTTPS JSON, Standard Webhooks signature)"
+    TAXII = "taxii", "TAXII 2.1 collection (STIX 2.1 bundle)"
+    EMAIL = "email", "E-mail (last resort)"
+
+
+class Disclosure(models.TextChoices):
+    """How much of an incident may leave the lab, weakest first."""
+
+    DIGESTS = "digests", "Pseudonyms, digests and analyst summaries only"
+    RAW_CONTENT = "raw_content", "Also raw evidence content (needs approval per report)"
+
+
+DISCLOSURE_ORDER = [Disclosure.DIGESTS, Disclosure.RAW_CONTENT]
+
+
+class ClockStart(models.TextChoices):
+    DETECTED_AT = "detected_at", "Detection"
+    AWARE_AT = "aware_at", "Awareness"
+    DETERMINED_AT = "determined_at", "Determination (confirmed)"
+    RESOLVED_AT = "resolved_at", "Resolution"
+    PREVIOUS_DELIVERED = "previous_delivered", "Delivery of the previous stage"
+
+
+class StageKind(models.TextChoices):
+    INITIAL = "initial", "Initial (may be incomplete)"
+    UPDATE = "update", "Update / supplemental"
+    FINAL = "final", "Final"
+
+
+class ReportStatus(models.TextChoices):
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting staff approval"
+    PENDING = "pending", "Pending delivery"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed permanently (escalated)"
+    WITHDRAWN = "withdrawn", "Withdrawn by a person"
+
+
+# A stage is open until delivered or withdrawn: FAILED is open too (a person must act, and can resend).
+OPEN_REPORT_STATUSES = (ReportStatus.AWAITING_APPROVAL, ReportStatus.PENDING, ReportStatus.FAILED)
+
+
+class AttemptOutcome(models.TextChoices):
+    DELIVERED = "delivered", "Delivered"
+    TRANSIENT = "transient", "Transient failure (will retry)"
+    PERMANENT = "permanent", "Permanent failure"
+
+
+class EscalationLevel(models.TextChoices):
+    WINDOW_50 = "window_50", "50 % of the window used"
+    WINDOW_75 = "window_75", "75 % of the window used"
+    WINDOW_90 = "window_90", "90 % of the window used"
+    OVERDUE = "overdue", "Overdue"
+    PERMANENT_FAILURE = "permanent_failure", "Permanent delivery failure"

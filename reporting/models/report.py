@@ -1,0 +1,138 @@
+"""The outbox: one Report row per stage owed to a destination, its attempts, and its escalations.
+
+A Report row is written in the same transaction as the incident change that owes it; the worker
+delivers it later. Deadlines are columns and the database is the queue (see the indexes).
+"""
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from reporting.choices import AttemptOutcome, Disclosure, EscalationLevel, ReportStatus, StageKind
+
+
+class Report(models.Model):
+    # The stable message id: webhook-id, STIX report id seed, receipt key. Same on every retry.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="reports")
+    destination = models.ForeignKey("reporting.Destination", on_delete=models.PROTECT, related_name="reports")
+    rule = models.ForeignKey("reporting.ReportingRule", on_delete=models.PROTECT, related_name="reports")
+    stage = models.ForeignKey("reporting.RuleStage", null=True, on_delete=models.SET_NULL, related_name="reports")
+    # Snapshots of the stage at opening, so an edited rule never rewrites what was owed.
+    stage_name = models.CharField(max_length=50)
+    stage_kind = models.CharField(max_length=8, choices=StageKind.choices)
+    sequence = models.PositiveIntegerField(default=1, help_text="1, 2, ... for repeated update stages")
+    supersedes = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    status = models.CharField(max_length=20, choices=ReportStatus.choices)
+    requires_approval = models.BooleanField(default=False)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    disclosure = models.CharField(max_length=16, choices=Disclosure.choices, default=Disclosure.DIGESTS)
+
+    # Clock: unknown until its start event happens (e.g. resolution for a final report).
+    clock_started_at = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True)
+    # Queue columns: next_attempt_at is set when the stage may be sent; a worker holds a lease while sending.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Who holds the lease: the sweeper hands it to the task it enqueues, a worker takes it to send.
+    lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    attempt_count = models.PositiveIntegerField(default=0)
+
+    # Frozen at first send: every retry sends exactly these bytes.
+    payload = models.TextField(blank=True, editable=False)
+    payload_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    signature = models.CharField(max_length=200, blank=True, editable=False)
+    signing_key_id = models.CharField(max_length=64, blank=True, editable=False)
+    frozen_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    receipt = models.JSONField(null=True, blank=True)
+    late = models.BooleanField(default=False)
+    late_reason = models.TextField(blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    withdrawn_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_reason = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["incident", "rule", "stage_name", "sequence"], name="report_unique_stage_sequence"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="delivered") | Q(delivered_at__isnull=False, payload_sha256__gt=""),
+                name="report_delivered_has_proof",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="withdrawn") | (Q(withdrawn_by__isnull=False) & ~Q(withdrawn_reason="")),
+                name="report_withdrawn_by_a_person_with_reason",
+            ),
+        ]
+        indexes = [
+            # The sweeper: SELECT ... WHERE status='pending' AND next_attempt_at <= now()
+            #   AND (lease_expires_at IS NULL OR lease_expires_at < now()) ORDER BY due_at FOR UPDATE SKIP LOCKED
+            models.Index(
+                fields=["next_attempt_at", "due_at"], name="report_sweep", condition=Q(status="pending")
+            ),
+            # Escalation scan and the clock board: open stages by deadline.
+            models.Index(
+                fields=["due_at"], name="report_open_by_due",
+                condition=Q(status__in=["awaiting_approval", "pending", "failed"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.incident.reference} {self.stage_name}#{self.sequence} → {self.destination.name}"
+
+
+class DeliveryAttempt(models.Model):
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    outcome = models.CharField(max_length=10, choices=AttemptOutcome.choices)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_class = models.CharField(max_length=100, blank=True)
+    response_excerpt = models.TextField(blank=True)
+    address = models.CharField(max_length=500, help_text="Where this attempt was sent")
+    via_fallback = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["report", "number"]
+        constraints = [models.UniqueConstraint(fields=["report", "number"], name="attempt_unique_number")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of report {self.report_id}: {self.outcome}"
+
+
+class Escalation(models.Model):
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="escalations")
+    level = models.CharField(max_length=20, choices=EscalationLevel.choices)
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["report", "level"], name="escalation_once_per_level")]
+
+    def __str__(self) -> str:
+        return f"{self.level} for report {self.report_id}"

@@ -1,0 +1,176 @@
+"""Delivering one report: claim it with a lease, freeze it once, send it outside any transaction,
+record the attempt, and decide what happens next. Called by the ``deliver_report`` task."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from incidents.actors import Actor
+from reporting.backoff import next_attempt_at
+from reporting.choices import AttemptOutcome, EscalationLevel, ReportStatus
+from reporting.models import DeliveryAttempt, Destination, Report
+from reporting.packaging.document import PackagingRefused
+from reporting.services.escalation import escalation_raise
+from reporting.services.obligations import obligations_after_delivery
+from reporting.services.reports import report_set_status
+from reporting.transports import transport_for
+from reporting.transports.base import Endpoint, FrozenReport, SendResult
+
+logger = logging.getLogger(__name__)
+SYSTEM = Actor.system("delivery")
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    report_id: int
+    outcome: str  # "delivered", "transient", "permanent", or "skipped" (not ours to send now)
+
+
+def report_claim(
+    *, report_id: int, lease_token: uuid.UUID | None = None, now: datetime | None = None
+) -> uuid.UUID | None:
+    """Take the report for sending: a conditional UPDATE that succeeds for exactly one worker.
+
+    A task enqueued by the sweeper carries the lease token the sweeper set; the fast path carries none
+    and can only take an unleased report. A lease that ran out (a worker died mid-send) is free again.
+    """
+    now = now or timezone.now()
+    free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+    if lease_token is not None:
+        free |= Q(lease_token=lease_token)
+    mine = uuid.uuid4()
+    taken = (
+        Report.objects.filter(pk=report_id, status=ReportStatus.PENDING, next_attempt_at__lte=now)
+        .filter(free)
+        .update(
+            lease_token=mine,
+            lease_expires_at=now + timedelta(seconds=settings.MIR_DELIVERY_LEASE_SECONDS),
+        )
+    )
+    return mine if taken == 1 else None
+
+
+def report_freeze(*, report_id: int) -> Report:
+    """Build, canonicalise and sign the document once; every retry sends these bytes."""
+    from reporting.signing import freeze
+
+    with transaction.atomic():
+        report = Report.objects.select_for_update().select_related("incident", "destination").get(pk=report_id)
+        if report.frozen_at is None:
+            payload, digest, key_id, signature = freeze(report)
+            report.payload = payload.decode("utf-8")
+            report.payload_sha256, report.signing_key_id, report.signature = digest, key_id, signature
+            report.frozen_at = timezone.now()
+            report.save(update_fields=["payload", "payload_sha256", "signing_key_id", "signature", "frozen_at",
+                                       "updated_at"])
+    return report
+
+
+def _endpoint_for(report: Report, now: datetime) -> tuple[Destination, bool]:
+    """The primary destination, or its fallback when the primary keeps failing and the deadline is close."""
+    primary = report.destination
+    fallback = primary.fallback
+    if fallback is None or not fallback.is_active or report.due_at is None:
+        return primary, False
+    close = report.due_at - now <= timedelta(seconds=settings.MIR_FALLBACK_THRESHOLD_SECONDS)
+    last = report.attempts.order_by("-number").first()
+    primary_failing = last is not None and last.outcome != AttemptOutcome.DELIVERED and not last.via_fallback
+    return (fallback, True) if close and primary_failing else (primary, False)
+
+
+def _send(report: Report, destination: Destination) -> tuple[SendResult, int]:
+    frozen = FrozenReport(
+        message_id=str(report.public_id), payload=report.payload.encode("utf-8"),
+        document=json.loads(report.payload)["document"], payload_sha256=report.payload_sha256,
+        stage_name=report.stage_name, stage_kind=report.stage_kind, sequence=report.sequence,
+    )
+    endpoint = Endpoint(transport=destination.transport, address=destination.address, username=destination.username,
+                        secret=destination.get_secret(), tlp=destination.tlp)
+    started = time.monotonic()
+    try:
+        result = transport_for(destination.transport).send(
+            frozen, endpoint, timeout_seconds=settings.MIR_DELIVERY_TIMEOUT_SECONDS
+        )
+    except Exception as exc:  # noqa: BLE001  (a transport bug must not lose the report: retry and tell)
+        logger.exception("transport %s raised for report %s", destination.transport, report.pk)
+        result = SendResult(outcome=AttemptOutcome.TRANSIENT, error_class=type(exc).__name__,
+                            response_excerpt=str(exc)[:2000])
+    return result, int((time.monotonic() - started) * 1000)
+
+
+def report_deliver(*, report_id: int, lease_token: uuid.UUID | None = None) -> DeliveryOutcome:
+    now = timezone.now()
+    mine = report_claim(report_id=report_id, lease_token=lease_token, now=now)
+    if mine is None:
+        return DeliveryOutcome(report_id, "skipped")
+    try:
+        report = report_freeze(report_id=report_id)
+    except PackagingRefused as exc:
+        # The document must not be built for this destination (e.g. CHILD_SAFETY to a normal one):
+        # a permanent failure that a person sees at once, never a retry loop.
+        report = Report.objects.select_related("destination").get(pk=report_id)
+        refused = SendResult(outcome=AttemptOutcome.PERMANENT, error_class=type(exc).__name__,
+                             response_excerpt=str(exc)[:2000])
+        return _record(report_id=report_id, lease=mine, result=refused, started_at=timezone.now(), duration_ms=0,
+                       destination=report.destination, via_fallback=False)
+    destination, via_fallback = _endpoint_for(report, now)
+    started_at = timezone.now()
+    # No transaction is open here: the HTTP call never holds a database lock.
+    result, duration_ms = _send(report, destination)
+    return _record(report_id=report_id, lease=mine, result=result, started_at=started_at, duration_ms=duration_ms,
+                   destination=destination, via_fallback=via_fallback)
+
+
+def _record(*, report_id: int, lease: uuid.UUID, result: SendResult, started_at: datetime, duration_ms: int,
+            destination: Destination, via_fallback: bool) -> DeliveryOutcome:
+    now = timezone.now()
+    with transaction.atomic():
+        report = Report.objects.select_for_update().select_related("incident", "destination").get(pk=report_id)
+        number = report.attempt_count + 1
+        DeliveryAttempt.objects.create(
+            report=report, number=number, started_at=started_at, duration_ms=duration_ms, outcome=result.outcome,
+            http_status=result.http_status, error_class=result.error_class[:100],
+            response_excerpt=result.response_excerpt[:2000], address=destination.address, via_fallback=via_fallback,
+        )
+        report.attempt_count = number
+        report.save(update_fields=["attempt_count"])
+        if report.status != ReportStatus.PENDING:
+            # Delivered by another worker whose lease overlapped ours, or withdrawn meanwhile: keep
+            # the attempt as a record, change nothing else.
+            return DeliveryOutcome(report_id, "skipped")
+        release = {"lease_token": None, "lease_expires_at": None}
+        if result.outcome == AttemptOutcome.DELIVERED:
+            late = report.due_at is not None and now > report.due_at
+            report_set_status(
+                report=report, actor=SYSTEM, to=ReportStatus.DELIVERED, action="report_delivered",
+                fields={"delivered_at": now, "receipt": result.receipt or {}, "late": late,
+                        "next_attempt_at": None, "last_error": "", **release},
+            )
+        elif result.outcome == AttemptOutcome.PERMANENT:
+            report_set_status(
+                report=report, actor=SYSTEM, to=ReportStatus.FAILED, action="report_failed",
+                fields={"failed_at": now, "last_error": f"{result.error_class}: {result.response_excerpt[:500]}",
+                        "next_attempt_at": None, **release},
+            )
+            escalation_raise(report=report, level=EscalationLevel.PERMANENT_FAILURE,
+                             message=f"{destination.name} refused the report: {result.error_class}")
+        else:
+            report.next_attempt_at = next_attempt_at(
+                now=now, due_at=report.due_at, attempts=number, retry_after=result.retry_after_seconds
+            )
+            report.last_error = f"{result.error_class}: {result.response_excerpt[:500]}"
+            report.lease_token = report.lease_expires_at = None
+            report.save(update_fields=["next_attempt_at", "last_error", "lease_token", "lease_expires_at",
+                                       "updated_at"])
+    if result.outcome == AttemptOutcome.DELIVERED:
+        obligations_after_delivery(report=report, actor=SYSTEM)
+    return DeliveryOutcome(report_id, str(result.outcome))
