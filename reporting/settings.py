@@ -211,6 +211,7 @@ MIR_DELIVERY_TIMEOUT_SECONDS = env_int("MIR_DELIVERY_TIMEOUT_SECONDS", 20, minim
 MIR_DELIVERY_LEASE_SECONDS = env_int("MIR_DELIVERY_LEASE_SECONDS", 120, minimum=10)
 MIR_SWEEP_BATCH = env_int("MIR_SWEEP_BATCH", 200, minimum=1)
 MIR_ESCALATION_EMAILS = env_list("MIR_ESCALATION_EMAILS")
+MIR_WEBHOOK_CA_BUNDLE = env_str("MIR_WEBHOOK_CA_BUNDLE") or None
 MIR_FALLBACK_THRESHOLD_SECONDS = env_int("MIR_FALLBACK_THRESHOLD_SECONDS", 6 * 3600, minimum=0)
 
 # --- Celery -------------------------------------------------------------------------------

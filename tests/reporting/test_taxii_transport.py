@@ -226,7 +226,7 @@ def test_a_status_still_pending_when_time_is_up_is_transient_and_bounded(taxii):
         (UNAVAILABLE_COLLECTION_ID, AttemptOutcome.TRANSIENT, 503, "HTTP 503"),
         (REJECTING_COLLECTION_ID, AttemptOutcome.PERMANENT, 422, "HTTP 422"),
         (READ_ONLY_COLLECTION_ID, AttemptOutcome.PERMANENT, None, "TaxiiAccessDenied"),
-        (str(uuid.uuid4()), AttemptOutcome.PERMANENT, 404, "HTTP 404"),
+        ("0b7c3f1e-0000-4000-8000-00000000dead", AttemptOutcome.PERMANENT, 404, "HTTP 404"),  # no such collection
     ],
 )
 def test_server_answers_are_classified(taxii, collection_id, outcome, http_status, error_class):
