@@ -122,7 +122,10 @@ def obligations_sync(*, incident: Incident, actor: Actor, kind: str = "updated",
     now = now or timezone.now()
     changes = changes or {}
     opened: list[Report] = []
-    existing = list(Report.objects.select_for_update().filter(incident=incident).select_related("destination"))
+    # A new incident has no reports yet: skip the query on the intake hot path.
+    existing = [] if kind == "created" else list(
+        Report.objects.select_for_update().filter(incident=incident).select_related("destination")
+    )
     by_key = {(r.rule_id, r.stage_name, r.sequence): r for r in existing}
     delivered: dict[int, DeliveredStages] = defaultdict(DeliveredStages)
     for report in existing:
