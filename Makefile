@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/mir
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint bench-intake migrate clean
+.PHONY: run test lint bench-intake bench-delivery migrate clean
 
 $(VENV)/.runtime: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: $(VENV)/.dev
 
 bench-intake: $(VENV)/.dev
 	$(PY) scripts/bench_intake.py $(BENCH_ARGS)
+
+# Needs the PostgreSQL (127.0.0.1:5432, trust) and Redis (db 12) of this machine kind; see docs/performance.md.
+bench-delivery: $(VENV)/.dev
+	$(PY) scripts/bench_delivery.py $(BENCH_ARGS)
 
 migrate: $(VENV)/.runtime
 	$(PY) manage.py migrate

@@ -1,4 +1,4 @@
-"""Start, watch and stop the child processes of ``manage.py devstack`` (web, worker, beat).
+"""Start, watch and stop the child processes of ``manage.py devstack`` (web, worker, beat, receiver).
 
 Each child gets its own process group, so a Ctrl-C in the terminal reaches only the supervisor,
 which then shuts the children down in order: SIGTERM to each child (Celery does a warm shutdown of
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 GROUP_GRACE_SECONDS = 3.0
-NAME_WIDTH = 6  # "worker", the longest child name: keeps the "name | line" prefixes aligned
+NAME_WIDTH = 8  # "receiver", the longest child name: keeps the "name | line" prefixes aligned
 
 
 @dataclass

@@ -237,6 +237,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fix-up closes the database connections around every task unless this is set, so each
+# delivery paid for a new PostgreSQL connection. With it set, the fix-up recycles them only every 1000
+# tasks, and reporting.tasks closes them after a task as Django does after a request: when older than
+# CONN_MAX_AGE (DB_CONN_MAX_AGE=0: one connection per task again) or unusable (docs/performance.md).
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -245,10 +250,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TIMEZONE = "UTC"
+# Every task goes to this queue unless routed elsewhere; workers must consume it (`celery worker -Q`).
+# Separate deployments (or test runs) sharing one broker keep apart by using different queues.
+CELERY_TASK_DEFAULT_QUEUE = env_str("MIR_CELERY_QUEUE", "celery")
+# How often beat runs the sweeper (seconds): the longest a lost message or an expired lease delays a report.
+MIR_SWEEP_INTERVAL_SECONDS = env_int("MIR_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     # The sweeper: re-queues every due report the fast path lost; raises escalations.
-    "sweep-due-reports": {"task": "reporting.sweep_due_reports", "schedule": 30.0},
+    "sweep-due-reports": {"task": "reporting.sweep_due_reports", "schedule": float(MIR_SWEEP_INTERVAL_SECONDS)},
     "purge-expired-idempotency-keys": {
         "task": "incidents.purge_idempotency_keys",
         "schedule": 3600.0,

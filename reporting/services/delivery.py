@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -20,8 +20,8 @@ from reporting.choices import AttemptOutcome, EscalationLevel, ReportStatus
 from reporting.models import DeliveryAttempt, Destination, Report
 from reporting.packaging.document import PackagingRefused
 from reporting.services.escalation import escalation_raise
-from reporting.services.obligations import obligations_after_delivery
-from reporting.services.reports import report_set_status
+from reporting.services.obligations import obligations_sync
+from reporting.services.reports import incident_lock_for_report, report_set_status
 from reporting.transports import transport_for
 from reporting.transports.base import Endpoint, FrozenReport, SendResult
 
@@ -64,8 +64,19 @@ def report_freeze(*, report_id: int) -> Report:
     from reporting.signing import freeze
 
     with transaction.atomic():
-        report = Report.objects.select_for_update().select_related("incident", "destination").get(pk=report_id)
+        # The report and its incident are locked for the whole freeze (the incident first, as everywhere);
+        # the same query reads what the document needs besides (rule, stage, detector, destination).
+        incident_lock_for_report(report_id)
+        report = (
+            Report.objects.select_for_update(of=("self", "incident"))
+            .select_related("incident", "incident__detector", "destination", "rule", "stage")
+            .get(pk=report_id)
+        )
         if report.frozen_at is None:
+            # The destination (pseudonym key, disclosure, TLP) is read again under a share lock: no change to
+            # it can commit during the freeze (destination_update waits, as before), while freezes of other
+            # reports to the same authority no longer queue behind each other on an exclusive row lock.
+            report.destination = _destination_share_locked(report.destination_id)
             payload, digest, key_id, signature = freeze(report)
             report.payload = payload.decode("utf-8")
             report.payload_sha256, report.signing_key_id, report.signature = digest, key_id, signature
@@ -73,6 +84,18 @@ def report_freeze(*, report_id: int) -> Report:
             report.save(update_fields=["payload", "payload_sha256", "signing_key_id", "signature", "frozen_at",
                                        "updated_at"])
     return report
+
+
+def _destination_share_locked(destination_id: int) -> Destination:
+    """The destination row, read with FOR SHARE (held until the caller's transaction ends).
+
+    Taken after the incident's and the report's locks, the order every other path locks them in
+    (incident, report, destination), so it adds no deadlock.
+    """
+    table = Destination._meta.db_table
+    # Databases without row locks (SQLite, the embedded default) serialise writers anyway.
+    lock = " FOR SHARE" if connection.features.has_select_for_update else ""
+    return Destination.objects.raw(f"SELECT * FROM {table} WHERE id = %s{lock}", [destination_id])[0]  # noqa: S608
 
 
 def _endpoint_for(report: Report, now: datetime) -> tuple[Destination, bool]:
@@ -133,8 +156,17 @@ def report_deliver(*, report_id: int, lease_token: uuid.UUID | None = None) -> D
 def _record(*, report_id: int, lease: uuid.UUID, result: SendResult, started_at: datetime, duration_ms: int,
             destination: Destination, via_fallback: bool) -> DeliveryOutcome:
     now = timezone.now()
+    deferred: Exception | None = None
     with transaction.atomic():
-        report = Report.objects.select_for_update().select_related("incident", "destination").get(pk=report_id)
+        # The report and its incident are locked (the incident first, as everywhere: obligations_sync below
+        # locks the incident's other reports); the destination is only read (nothing here depends on it
+        # staying put), so recording attempts for one authority does not serialise on its row.
+        incident_lock_for_report(report_id)
+        report = (
+            Report.objects.select_for_update(of=("self", "incident"))
+            .select_related("incident", "destination")
+            .get(pk=report_id)
+        )
         number = report.attempt_count + 1
         DeliveryAttempt.objects.create(
             report=report, number=number, started_at=started_at, duration_ms=duration_ms, outcome=result.outcome,
@@ -142,12 +174,13 @@ def _record(*, report_id: int, lease: uuid.UUID, result: SendResult, started_at:
             response_excerpt=result.response_excerpt[:2000], address=destination.address, via_fallback=via_fallback,
         )
         report.attempt_count = number
-        report.save(update_fields=["attempt_count"])
         if report.status != ReportStatus.PENDING:
             # Delivered by another worker whose lease overlapped ours, or withdrawn meanwhile: keep
             # the attempt as a record, change nothing else.
+            report.save(update_fields=["attempt_count"])
             return DeliveryOutcome(report_id, "skipped")
-        release = {"lease_token": None, "lease_expires_at": None}
+        # The attempt count is saved with the next state, in one UPDATE.
+        release = {"lease_token": None, "lease_expires_at": None, "attempt_count": number}
         if result.outcome == AttemptOutcome.DELIVERED:
             late = report.due_at is not None and now > report.due_at
             report_set_status(
@@ -155,6 +188,15 @@ def _record(*, report_id: int, lease: uuid.UUID, result: SendResult, started_at:
                 fields={"delivered_at": now, "receipt": result.receipt or {}, "late": late,
                         "next_attempt_at": None, "last_error": "", **release},
             )
+            # A delivery can start the next stage's clock (previous_delivered) or a periodic update. Synced in
+            # this transaction, on the incident locked above, so a crash cannot record the delivery without
+            # the stage it starts. In a savepoint: should it fail, the delivery is still recorded and the
+            # error raised afterwards, as when it ran in a transaction of its own.
+            try:
+                with transaction.atomic():
+                    obligations_sync(incident=report.incident, actor=SYSTEM, kind="delivered")
+            except Exception as exc:  # noqa: BLE001  (re-raised below, after the delivery is committed)
+                deferred = exc
         elif result.outcome == AttemptOutcome.PERMANENT:
             report_set_status(
                 report=report, actor=SYSTEM, to=ReportStatus.FAILED, action="report_failed",
@@ -170,7 +212,7 @@ def _record(*, report_id: int, lease: uuid.UUID, result: SendResult, started_at:
             report.last_error = f"{result.error_class}: {result.response_excerpt[:500]}"
             report.lease_token = report.lease_expires_at = None
             report.save(update_fields=["next_attempt_at", "last_error", "lease_token", "lease_expires_at",
-                                       "updated_at"])
-    if result.outcome == AttemptOutcome.DELIVERED:
-        obligations_after_delivery(report=report, actor=SYSTEM)
+                                       "attempt_count", "updated_at"])
+    if deferred is not None:
+        raise deferred
     return DeliveryOutcome(report_id, str(result.outcome))

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents.actors import Actor
+from incidents.models import Incident
 from incidents.services.audit import audit_record
 from reporting.choices import DISCLOSURE_ORDER, Disclosure, ReportStatus
 from reporting.dispatch import enqueue_on_commit
@@ -49,7 +50,18 @@ def report_set_status(
     return report
 
 
+def incident_lock_for_report(report_id: int) -> None:
+    """Lock the report's incident (FOR UPDATE), in the caller's transaction, before the report itself.
+
+    Every path that holds both takes them in this order: the incident services and ``obligations_sync``
+    lock the incident, then its reports. Locking a report and then its incident deadlocks against them,
+    e.g. two reports of one incident recorded at once by two workers (tests/e2e/test_delivery_faults.py).
+    """
+    list(Incident.objects.select_for_update(of=("self",)).filter(reports__pk=report_id).values_list("pk", flat=True))
+
+
 def _locked(report: Report) -> Report:
+    incident_lock_for_report(report.pk)
     return Report.objects.select_for_update().select_related("destination", "incident").get(pk=report.pk)
 
 

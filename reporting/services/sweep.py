@@ -58,6 +58,12 @@ def reports_sweep(*, now: datetime | None = None, dry_run: bool = False, limit: 
             handed.append((report_id, token))
     result.due = [report_id for report_id, _ in handed]
     # Enqueue after commit, outside the transaction: the broker is not part of it.
-    result.enqueued = sum(1 for report_id, token in handed if enqueue(report_id, token))
+    for report_id, token in handed:
+        if enqueue(report_id, token):
+            result.enqueued += 1
+        else:
+            # No task carries this token: free the row for the next sweep rather than hold it for the whole
+            # dispatch lease. Conditional on the token, so a row someone took meanwhile is left alone.
+            Report.objects.filter(pk=report_id, lease_token=token).update(lease_token=None, lease_expires_at=None)
     result.escalations = escalations_scan(now=now)
     return result

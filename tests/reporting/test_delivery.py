@@ -271,3 +271,89 @@ def test_the_email_fallback_is_used_when_the_primary_fails_near_the_deadline(db,
     [message] = smtp_server.messages
     assert message.rcpt_tos == ["duty@authority.example"]
     assert report.payload_sha256 in message.content.decode() and str(report.public_id) in message.content.decode()
+
+
+# --- One delivery's transactions, locks and connections (docs/performance.md, "Delivery") -------------
+def test_a_failure_opening_the_next_stage_still_records_the_delivery_and_is_raised(receiver, monkeypatch):
+    destination, ledger = receiver
+    report = _early_notice(make_incident(severity="SEV-1"))
+
+    def broken(**kwargs):
+        raise RuntimeError("obligations bug")
+
+    monkeypatch.setattr("reporting.services.delivery.obligations_sync", broken)
+    with pytest.raises(RuntimeError, match="obligations bug"):
+        report_deliver(report_id=report.pk)
+    report.refresh_from_db()
+    assert report.status == ReportStatus.DELIVERED and report.attempt_count == 1 and report.lease_token is None
+    assert [e["webhook_id"] for e in ledger.entries()] == [str(report.public_id)]
+
+
+def _other_session_locks_destination(destination_id: int, mode: str):
+    """A second PostgreSQL session holding a row lock on the destination until it is closed."""
+    import psycopg
+
+    params = connection.get_connection_params()
+    other = psycopg.connect(**{k: v for k, v in params.items() if k in {"dbname", "user", "host", "port", "password"}})
+    other.execute(f"SELECT id FROM reporting_destination WHERE id = %s {mode}", [destination_id])
+    return other
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_freeze_waits_for_a_destination_change_but_not_for_another_freeze():
+    from django.db.utils import OperationalError
+
+    from reporting.services.delivery import report_freeze
+
+    if connection.vendor != "postgresql":
+        pytest.fail("this test needs PostgreSQL: run it with `make test`")
+    destination = make_destination()
+    first, second = (_early_notice(make_incident(severity="SEV-1", title=f"i{i}")) for i in range(2))
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '2s'")
+    try:
+        # Another freeze holds a share lock on the destination: this one proceeds.
+        other = _other_session_locks_destination(destination.pk, "FOR SHARE")
+        try:
+            assert report_freeze(report_id=first.pk).frozen_at is not None
+        finally:
+            other.close()
+        # destination_update holds it (SELECT ... FOR UPDATE): the freeze waits, here until its lock timeout.
+        other = _other_session_locks_destination(destination.pk, "FOR UPDATE")
+        try:
+            with pytest.raises(OperationalError, match="lock timeout"):
+                report_freeze(report_id=second.pk)
+        finally:
+            other.close()
+        second.refresh_from_db()
+        assert second.frozen_at is None and second.payload == ""
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_keep_their_database_connection_across_tasks_until_it_is_too_old():
+    import time
+    from types import SimpleNamespace
+
+    from celery.fixups.django import DjangoWorkerFixup
+
+    from reporting.celery import app
+    from reporting.tasks import release_stale_connections
+
+    task = SimpleNamespace(request=SimpleNamespace(is_eager=False))
+    connection.ensure_connection()
+    connection.close_at = time.monotonic() + 60  # a connection younger than CONN_MAX_AGE (60 s by default)
+    opened = connection.connection
+    fixup = DjangoWorkerFixup(app)
+    for _ in range(3):  # what Celery's fix-up and our handler do around each task
+        fixup.close_database()
+        release_stale_connections(sender=task)
+    assert connection.connection is opened
+    connection.close_at = time.monotonic() - 1  # older than CONN_MAX_AGE
+    release_stale_connections(sender=SimpleNamespace(request=SimpleNamespace(is_eager=True)))
+    assert connection.connection is opened  # eager calls (tests, a shell) are left alone
+    release_stale_connections(sender=task)
+    assert connection.connection is None
