@@ -9,12 +9,11 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.utils import timezone
-from django.utils.cache import add_never_cache_headers
 
 from incidents.actors import Actor
 from incidents.admin.forms import DetectorAddForm, DetectorChangeForm, RevokeForm
+from incidents.admin.secret_page import secret_once_page
 from incidents.admin.service_errors import ServiceErrorsAdminMixin, refusal
 from incidents.admin.workflow import apply_each, back_from_action, render_confirmation
 from incidents.models import Detector, DetectorToken
@@ -139,19 +138,8 @@ class DetectorAdmin(ServiceErrorsAdminMixin, admin.ModelAdmin):
     def token_issued_page(
         self, request: HttpRequest, obj: Detector, issued: IssuedToken, created: bool
     ) -> HttpResponse:
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Token issued: copy it now",
-            "opts": self.opts,
-            "original": obj,
-            "issued": issued,
-            "created": created,
-        }
-        request.current_app = self.admin_site.name
-        response = TemplateResponse(request, "admin/incidents/detector/token_issued.html", context)
-        # The secret must not outlive this response in any cache (browser back button, proxies).
-        add_never_cache_headers(response)
-        return response
+        return secret_once_page(self, request, obj, template="admin/incidents/detector/token_issued.html",
+                                title="Token issued: copy it now", issued=issued, created=created)
 
 
 @admin.action(description="Revoke selected tokens…", permissions=["revoke"])

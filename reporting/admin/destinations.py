@@ -11,12 +11,11 @@ import secrets
 
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html_join
 
 from incidents.actors import Actor
+from incidents.admin.secret_page import secret_once_page
 from incidents.admin.service_errors import ServiceErrorsAdminMixin, refusal
 from reporting.admin.forms import DestinationAddForm, DestinationChangeForm
 from reporting.models import Destination
@@ -153,16 +152,7 @@ class DestinationAdmin(ServiceErrorsAdminMixin, admin.ModelAdmin):
         return super().response_change(request, obj)
 
     def secret_page(self, request: HttpRequest, obj: Destination, secret: str, created: bool) -> HttpResponse:
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Webhook secret generated: copy it now",
-            "opts": self.opts,
-            "original": obj,
-            "secret": secret,
-            "created": created,
-        }
-        request.current_app = self.admin_site.name
-        response = TemplateResponse(request, "admin/reporting/destination/secret_issued.html", context)
-        # The secret must not outlive this response in any cache (browser back button, proxies).
-        add_never_cache_headers(response)
-        return response
+        return secret_once_page(
+            self, request, obj, template="admin/reporting/destination/secret_issued.html",
+            title="Webhook secret generated: copy it now", secret=secret, created=created,
+        )

@@ -90,7 +90,10 @@ def unused_port() -> int:
             except OSError:
                 continue
             return port
-    pytest.skip("no free port in 18400-18499")
+    # All of the range is taken: any port the OS hands out and we release is unused just as well.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def test_a_bundle_arrives_and_reads_back_with_the_same_ids(taxii):
