@@ -164,7 +164,10 @@ def test_query_count_does_not_grow_with_reports(default_destination, django_asse
     for index in range(12):
         stage(default_destination, severity=("SEV-1", "SEV-0")[index % 2], detected=NOW - timedelta(days=2),
               due=NOW - hours(index), status="delivered", delivered=NOW - hours(index + 1))
-    assert count_queries() == few == 3
+    from django.db import connection
+
+    # PostgreSQL: rules, per rule, per destination. SQLite (`make run`): two more for the medians.
+    assert count_queries() == few == (3 if connection.vendor == "postgresql" else 5)
 
 
 # --- the page -----------------------------------------------------------------------------------
