@@ -30,13 +30,14 @@ class StaffLoginForm(OTPAdminAuthenticationForm):
             return
         token = (self.cleaned_data.get("otp_token") or "").strip().replace(" ", "")
         self.cleaned_data["otp_token"] = token
-        if not self.cleaned_data.get("otp_device"):
+        if not _has_device(user):
+            raise forms.ValidationError(ENROL_HINT.format(username=user.get_username()), code="no_device")
+        if token and not self.cleaned_data.get("otp_device"):
             device_model = TOTPDevice if token.isdigit() else StaticDevice
             device = device_model.objects.filter(user=user, confirmed=True).first()
-            if device is None and not _has_device(user):
-                raise forms.ValidationError(ENROL_HINT.format(username=user.get_username()), code="no_device")
-            if device is not None:
-                self.cleaned_data["otp_device"] = device.persistent_id
+            if device is None:  # e.g. digits from someone whose only device is a backup-code sheet
+                raise forms.ValidationError(self.otp_error_messages["invalid_token"], code="invalid_token")
+            self.cleaned_data["otp_device"] = device.persistent_id
         super().clean_otp(user)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from django import forms
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -72,6 +73,9 @@ class PeriodForm(forms.Form):
 def compliance_view(request: HttpRequest) -> TemplateResponse:
     from django.contrib import admin
 
+    # The figures span every destination: only staff who may read reports see them.
+    if not request.user.has_perm("reporting.view_report"):
+        raise PermissionDenied("Viewing reports is needed for the compliance page.")
     now = timezone.now()
     form = PeriodForm(request.GET or None, today=now.date())
     context = {**admin.site.each_context(request), "title": "Compliance", "form": form, "now": now}

@@ -257,3 +257,11 @@ def test_page_query_count_does_not_grow_with_reports(staff_client, default_desti
         stage(default_destination, detected=NOW - timedelta(days=2), due=NOW - hours(index), status="delivered",
               delivered=NOW - hours(index + 1))
     assert page_queries() == few
+
+
+def test_staff_without_the_report_permission_are_refused(client, default_destination):
+    from tests.conftest import login_verified
+
+    clerk = get_user_model().objects.create_user("clerk", password="x" * 20, is_staff=True)
+    login_verified(client, clerk)
+    assert client.get(reverse(PAGE)).status_code == 403

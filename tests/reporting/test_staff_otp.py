@@ -93,11 +93,18 @@ def test_another_users_device_cannot_be_chosen(client, enrolled, staff_user):
     assert not reaches_admin(client)
 
 
-def test_a_staff_user_without_a_device_is_told_how_to_enrol(client, staff_user):
-    response = login(client, "123456")
+@pytest.mark.parametrize("code", ["123456", None, "abcdefgh"])
+def test_a_staff_user_without_a_device_is_told_how_to_enrol(client, staff_user, code):
+    response = login(client, code)
     assert response.status_code == 200
     assert "python manage.py staff_otp_enrol stella" in response.content.decode()
     assert not reaches_admin(client)
+
+
+def test_no_code_from_a_user_with_only_an_app_asks_for_the_code(client, staff_user):
+    staff_otp_enrol(actor=SYSTEM, user=staff_user, backup_codes=0)
+    response = login(client, None)
+    assert response.status_code == 200 and "Please enter your OTP token" in response.content.decode()
 
 
 def test_a_session_without_a_verified_device_cannot_reach_the_admin(client, staff_user):
@@ -198,3 +205,11 @@ def test_otp_devices_are_not_editable_in_the_admin(client, staff_user):
     login_verified(client, staff_user)
     assert client.get("/admin/otp_totp/totpdevice/").status_code == 404
     assert client.get("/admin/otp_static/staticdevice/").status_code == 404
+
+
+def test_digits_from_a_user_with_only_backup_codes_are_refused(client, staff_user):
+    enrolment = staff_otp_enrol(actor=SYSTEM, user=staff_user)
+    TOTPDevice.objects.filter(pk=enrolment.device.pk).delete()
+    response = login(client, "123456")
+    assert response.status_code == 200 and "Invalid token" in response.content.decode()
+    assert login(client, enrolment.backup_codes[0]).status_code == 302
