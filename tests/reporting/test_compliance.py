@@ -148,7 +148,7 @@ def test_an_empty_period_is_refused(default_destination):
         compliance_by_destination(start=NOW, end=NOW, now=NOW)
 
 
-def test_query_count_does_not_grow_with_reports(default_destination, django_assert_num_queries):
+def test_query_count_does_not_grow_with_reports(default_destination):
     def count_queries() -> int:
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
@@ -241,8 +241,7 @@ def test_page_needs_a_verified_staff_login(client, staff_user, default_destinati
     assert client.get(reverse(PAGE)).status_code == 302
 
 
-def test_page_query_count_does_not_grow_with_reports(staff_client, default_destination, page_clock,
-                                                     django_assert_max_num_queries):
+def test_page_query_count_does_not_grow_with_reports(staff_client, default_destination, page_clock):
     def page_queries() -> int:
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
