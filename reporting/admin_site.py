@@ -1,14 +1,32 @@
-from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django_otp.admin import OTPAdminSite
+
+from reporting.admin_login import StaffLoginForm
 
 
-class StaffAdminSite(admin.AdminSite):
+class StaffAdminSite(OTPAdminSite):
+    """The staff console. Logging in takes a password and a second-factor code (django-otp): a session
+    that was not verified by a device is treated as not staff, whatever ``is_staff`` says."""
+
     site_header = "Misuse incident reporting"
     site_title = "Misuse incident reporting"
     index_title = "Staff console"
     # The incident list needs its ten columns on one screen; the app list is one click away (Home).
     enable_nav_sidebar = False
+    login_form = StaffLoginForm
+    login_template = "admin/staff_login.html"
+
+    def __init__(self, name: str = "admin") -> None:
+        # OTPAdminSite defaults to "otpadmin"; every `admin:` URL name in the project expects "admin".
+        super().__init__(name)
+
+    def get_urls(self) -> list:
+        from django.urls import path
+
+        from reporting.admin.compliance import compliance_view
+
+        return [path("compliance/", self.admin_view(compliance_view), name="compliance"), *super().get_urls()]
 
     def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:
         from incidents.selectors import incident_triage_queue_count

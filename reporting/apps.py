@@ -14,6 +14,19 @@ class ReportingConfig(AppConfig):
 
         # The one seam from intake to obligations (docs/architecture.md): explicit, not a signal.
         register_incident_hook(on_incident_change)
+        _unregister_otp_admin()
+
+
+def _unregister_otp_admin() -> None:
+    """django-otp registers its device models in the admin; here a device is made only by the audited
+    ``staff_otp_enrol`` and its key must never be shown again, so those pages are removed."""
+    from django.contrib import admin
+    from django_otp.plugins.otp_static.models import StaticDevice
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    for model in (TOTPDevice, StaticDevice):
+        if admin.site.is_registered(model):
+            admin.site.unregister(model)
 
 
 class StaffAdminConfig(admin_apps.AdminConfig):

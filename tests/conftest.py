@@ -34,6 +34,28 @@ def staff_user(db):
     )
 
 
+def login_verified(client, user):
+    """Log ``user`` in as the admin login would after a correct second-factor code: the admin refuses a
+    session without a verified device, so every admin test goes through here rather than force_login."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="test authenticator", confirmed=True)
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return client
+
+
+@pytest.fixture
+def staff_client(client, staff_user):
+    """The test client logged in as ``staff_user`` with a verified second factor."""
+    return login_verified(client, staff_user)
+
+
 @pytest.fixture
 def staff_actor(staff_user):
     return Actor.for_user(staff_user)

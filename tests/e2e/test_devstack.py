@@ -79,6 +79,7 @@ class Devstack:
 
     def __init__(self, var_dir: Path, *extra: str, receiver_ports: range = RECEIVER_PORTS) -> None:
         self.port = _free_port()
+        self.var_dir = var_dir
         self.receiver_port = _free_port(receiver_ports)
         env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL",
                                                                "MIR_ENV"}}
@@ -159,6 +160,27 @@ class Devstack:
                 os.killpg(pgid, signal.SIGKILL)
 
 
+def _admin_login(stack: Devstack, password: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL",
+                                                           "MIR_ENV"}}
+    env["MIR_VAR_DIR"] = str(stack.var_dir)
+    code = subprocess.run([sys.executable, "manage.py", "staff_otp_code", "admin"], cwd=BASE_DIR, env=env,
+                          capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert re.fullmatch(r"\d{6}", code), code
+    with httpx.Client(base_url=stack.base, timeout=10) as browser:
+        form = browser.get("/admin/login/?next=/admin/")
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+        without_code = browser.post("/admin/login/?next=/admin/", data={
+            "csrfmiddlewaretoken": csrf, "username": "admin", "password": password, "next": "/admin/"})
+        assert without_code.status_code == 200 and "Please enter your OTP token" in without_code.text
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', without_code.text).group(1)
+        logged_in = browser.post("/admin/login/?next=/admin/", data={
+            "csrfmiddlewaretoken": csrf, "username": "admin", "password": password, "otp_token": code,
+            "next": "/admin/"})
+        assert logged_in.status_code == 302 and logged_in.headers["location"] == "/admin/", logged_in.text[-2000:]
+        assert browser.get("/admin/").status_code == 200
+
+
 def _assert_no_children_left(pgids: set[int]) -> None:
     deadline = time.monotonic() + 5  # orphans are reaped by init, not by us
     while _group_members(pgids) and time.monotonic() < deadline:
@@ -208,8 +230,11 @@ def test_devstack_delivers_a_sev1_report_to_the_sandbox_and_stops_everything_on_
         assert entry["document"]["stage"] == "early_notice"
         assert entry["document"]["authority"] == "Sandbox authority (development)"
         assert httpx.get(f"{stack.base}/admin/login/", timeout=10).status_code == 200
+        # A newcomer logs in the way the banner says: password plus the code `staff_otp_code` prints.
+        assert "python manage.py staff_otp_code admin" in stack.output
+        _admin_login(stack, password)
 
-        for name, value in (("dev-admin-password", password), ("sandbox-secret", None)):
+        for name, value in (("dev-admin-password", password), ("sandbox-secret", None), ("dev-admin-otp-secret", None)):
             secret_file = var_dir / name
             if value is not None:
                 assert secret_file.read_text().strip() == value

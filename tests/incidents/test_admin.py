@@ -121,12 +121,6 @@ def act(client, action: str, incidents, follow=True, **extra):
     return client.post(reverse(CHANGELIST), data, follow=follow)
 
 
-@pytest.fixture
-def staff_client(client, staff_user):
-    client.force_login(staff_user)
-    return client
-
-
 def filing(**changes) -> dict:
     detected = timezone.now().replace(microsecond=0) - timedelta(hours=2)
     return {

@@ -247,9 +247,8 @@ def test_submit_only_token_cannot_read_403(db, api_a):
     assert_problem(api_client(secret).get(created["url"]), 403, "forbidden")
 
 
-def test_staff_session_is_not_a_detector(client, staff_user):
-    client.force_login(staff_user)
-    response = client.post("/api/v1/incidents/", valid_body(), content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
+def test_staff_session_is_not_a_detector(staff_client):
+    response = staff_client.post("/api/v1/incidents/", valid_body(), content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
     assert response.status_code == 401
 
 

@@ -27,12 +27,6 @@ pytestmark = pytest.mark.django_db
 BOARD = "admin:reporting_report_changelist"
 
 
-@pytest.fixture
-def staff_client(client, staff_user):
-    client.force_login(staff_user)
-    return client
-
-
 def hours_ago(hours: float):
     return timezone.now() - timedelta(hours=hours)
 

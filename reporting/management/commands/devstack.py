@@ -35,6 +35,7 @@ from incidents.models import Detector, DetectorToken
 from incidents.services.detectors import detector_create, detector_token_issue, detector_token_revoke
 from reporting.choices import Transport
 from reporting.devstack_processes import Supervisor
+from reporting.devstack_secrets import OTP_SECRET_FILE, ensure_admin_otp, read_secret, write_secret
 from reporting.models import Destination
 from reporting.services.admin_changes import destination_update
 from reporting.services.destinations import destination_create
@@ -143,13 +144,20 @@ class Command(BaseCommand):
         path = var_dir / PASSWORD_FILE
         superusers = user_model.objects.filter(is_superuser=True)
         if superusers.exists():
-            if path.exists() and superusers.filter(username=ADMIN_USERNAME).exists():
-                return ADMIN_USERNAME, _read_secret(path)
-            return None
-        # Generated once and kept, so the password survives a reset of the database.
-        password = _read_secret(path) if path.exists() else _write_secret(path, secrets.token_urlsafe(18))
-        user_model.objects.create_superuser(ADMIN_USERNAME, f"{ADMIN_USERNAME}@localhost", password)
-        self.stdout.write(f"devstack: created superuser {ADMIN_USERNAME!r} (password in {path})")
+            admin = superusers.filter(username=ADMIN_USERNAME).first()
+            if not path.exists() or admin is None:
+                return None
+            password = read_secret(path)
+        else:
+            # Generated once and kept, so the password survives a reset of the database.
+            password = read_secret(path) if path.exists() else write_secret(path, secrets.token_urlsafe(18))
+            admin = user_model.objects.create_superuser(ADMIN_USERNAME, f"{ADMIN_USERNAME}@localhost", password)
+            self.stdout.write(f"devstack: created superuser {ADMIN_USERNAME!r} (password in {path})")
+        # The admin asks for a second factor; the devstack admin's secret is kept next to its password.
+        _, made = ensure_admin_otp(var_dir, admin)
+        if made:
+            self.stdout.write(f"devstack: enrolled {ADMIN_USERNAME!r} for two-factor login (secret in "
+                              f"{var_dir / OTP_SECRET_FILE})")
         return ADMIN_USERNAME, password
 
     def _demo_token(self) -> str:
@@ -172,8 +180,8 @@ class Command(BaseCommand):
         """The webhook secret shared by the sandbox receiver and the ``sandbox`` destination: made once, kept."""
         path = var_dir / SANDBOX_SECRET_FILE
         if path.exists():
-            return _read_secret(path)
-        return _write_secret(path, "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
+            return read_secret(path)
+        return write_secret(path, "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
 
     def _ensure_sandbox_destination(self, *, secret: str, address: str) -> None:
         """The ``sandbox`` destination (default rules) delivering to this run's receiver, with the kept secret.
@@ -247,18 +255,6 @@ def _exit_reason(returncode: int) -> str:
         except ValueError:
             return f"was killed by signal {-returncode}"
     return f"exited with code {returncode}"
-
-
-def _read_secret(path: Path) -> str:
-    os.chmod(path, 0o600)
-    return path.read_text(encoding="utf-8").strip()
-
-
-def _write_secret(path: Path, value: str) -> str:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(value + "\n")
-    return value
 
 
 def _url_host(host: str) -> str:
@@ -353,7 +349,9 @@ def _banner(base: str, receiver: str, login: tuple[str, str] | None, token: str,
     if login is None:
         admin = "use your own superuser (`manage.py changepassword NAME` resets a password)"
     else:
-        admin = f"user {login[0]}, password {login[1]}  (kept in {Path(settings.VAR_DIR) / PASSWORD_FILE})"
+        admin = (f"user {login[0]}, password {login[1]}  (kept in {Path(settings.VAR_DIR) / PASSWORD_FILE})\n"
+                 f"                plus a code: `python manage.py staff_otp_code {login[0]}` prints the current one "
+                 f"(or add the secret in {Path(settings.VAR_DIR) / OTP_SECRET_FILE} to an authenticator app)")
     processes = ", ".join(f"{c.name} (pid {c.pid})" for c in supervisor.children)
     status = "is up" if ready else (f"started, but {base}/healthz or {receiver}/healthz did not answer within "
                                     f"{READY_TIMEOUT_SECONDS:.0f} s")
