@@ -6,7 +6,7 @@ import uuid
 from django.db.models import QuerySet
 
 from incidents.choices import Status
-from incidents.models import AuditEvent, Detector, Incident
+from incidents.models import AuditChainHead, AuditEvent, Detector, Incident
 
 
 def incident_triage_queue_count() -> int:
@@ -29,3 +29,10 @@ def incident_get_for_detector(*, detector: Detector, public_id: str) -> Incident
 
 def incident_audit_trail(*, incident: Incident) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(incident=incident).select_related("actor_user", "actor_detector")
+
+
+def audit_chain_head() -> AuditChainHead | None:
+    """The sealed chain's last position, as published (reports, /.well-known/mir-audit-head.json); None
+    until something has been sealed. Public by design: a (seq, hash) pair says nothing about the events."""
+    head = AuditChainHead.objects.filter(pk=AuditChainHead.SINGLETON).first()
+    return head if head is not None and head.seq > 0 else None

@@ -260,10 +260,19 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_DEFAULT_QUEUE = env_str("MIR_CELERY_QUEUE", "celery")
 # How often beat runs the sweeper (seconds): the longest a lost message or an expired lease delays a report.
 MIR_SWEEP_INTERVAL_SECONDS = env_int("MIR_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
+# The audit sealer (incidents/services/audit_chain.py): how often beat runs it, how many events one
+# transaction seals, and how long an event may stay unsealed before audit_verify calls it a failure.
+MIR_AUDIT_SEAL_INTERVAL_SECONDS = env_int("MIR_AUDIT_SEAL_INTERVAL_SECONDS", 5, minimum=1)
+MIR_AUDIT_SEAL_BATCH = env_int("MIR_AUDIT_SEAL_BATCH", 1000, minimum=1)
+MIR_AUDIT_UNSEALED_MAX_AGE_SECONDS = env_int("MIR_AUDIT_UNSEALED_MAX_AGE_SECONDS", 300, minimum=1)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     # The sweeper: re-queues every due report the fast path lost; raises escalations.
     "sweep-due-reports": {"task": "reporting.sweep_due_reports", "schedule": float(MIR_SWEEP_INTERVAL_SECONDS)},
+    # Seals committed audit events into the hash chain; a run that finds another still sealing returns at once.
+    "seal-audit-chain": {"task": "incidents.seal_audit_chain", "schedule": float(MIR_AUDIT_SEAL_INTERVAL_SECONDS),
+                         # A tick still queued when the next is due is dropped: the next one does the same work.
+                         "options": {"expires": float(MIR_AUDIT_SEAL_INTERVAL_SECONDS)}},
     "purge-expired-idempotency-keys": {
         "task": "incidents.purge_idempotency_keys",
         "schedule": 3600.0,

@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from incidents.api.problems import problem_404_for_api
 from reporting.health import healthz
-from reporting.views_keys import signing_keys
+from reporting.views_keys import audit_head, signing_keys
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
     path(".well-known/mir-signing-keys.json", signing_keys, name="signing-keys"),
+    path(".well-known/mir-audit-head.json", audit_head, name="audit-head"),
 ]
 
 handler404 = problem_404_for_api

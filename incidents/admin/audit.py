@@ -54,13 +54,13 @@ def audit_rows(incident: Incident) -> list[dict]:
 class AuditEventAdmin(admin.ModelAdmin):
     """Browse every event (detectors and tokens too); nothing here can add, change or delete one."""
 
-    list_display = ("created_at", "actor_label", "action", "object_type", "object_id", "incident")
+    list_display = ("created_at", "actor_label", "action", "object_type", "object_id", "incident", "chain_seq")
     list_filter = ("action", "actor_kind", "object_type", "created_at")
     list_select_related = ("incident",)
     search_fields = ("object_id", "actor_label", "action")
     fields = (
         "created_at", "incident", "object_type", "object_id", "action", "actor_kind", "actor_label", "actor_user",
-        "actor_detector", "changes_text", "reason", "public_id",
+        "actor_detector", "changes_text", "reason", "public_id", "chain_seq", "prev_hash", "hash",
     )
     readonly_fields = fields
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from incidents.choices import ActorType, Category, DetectionSource, Tlp
 from incidents.models import Incident
+from incidents.selectors import audit_chain_head
 from reporting.choices import Disclosure
 from reporting.models import Destination, Report
 from reporting.packaging.pseudonyms import Redactor, pseudonymize
@@ -110,8 +111,18 @@ def build_document(*, report: Report, now: datetime | None = None) -> dict:
             "late": bool(report.late or (report.due_at is not None and now > report.due_at)),
             "late_reason": text(report.late_reason),
         },
+        "audit_chain_head": audit_checkpoint(),
     }
     return document
+
+
+def audit_checkpoint() -> dict | None:
+    """The lab's sealed audit-chain head when the document is built: a checkpoint the authority now holds
+    and the lab cannot rewrite (audit_verify --checkpoint SEQ:HASH proves the chain still contains it)."""
+    head = audit_chain_head()
+    if head is None:
+        return None
+    return {"seq": head.seq, "hash": head.hash, "sealed_at": _time(head.sealed_at)}
 
 
 def still_unknown(incident: Incident) -> list[str]:
