@@ -47,6 +47,11 @@ class StageSpec:
     repeat_every: timedelta | None = None
     on_material_change: bool = False
     stage_id: int | None = None
+    key: str = ""  # the stage's stable identity; a rename changes the name only
+
+    @property
+    def identity(self) -> str:
+        return self.key or self.name
 
 
 @dataclass(frozen=True)
@@ -75,12 +80,12 @@ class Owed:
 
 @dataclass
 class DeliveredStages:
-    """When each (stage name, sequence) of one rule was delivered, for clocks that start there."""
+    """When each (stage key, sequence) of one rule was delivered, for clocks that start there."""
 
     at: dict[tuple[str, int], datetime] = field(default_factory=dict)
 
-    def latest(self, stage_name: str) -> tuple[int, datetime] | None:
-        found = [(seq, when) for (name, seq), when in self.at.items() if name == stage_name]
+    def latest(self, stage_key: str) -> tuple[int, datetime] | None:
+        found = [(seq, when) for (key, seq), when in self.at.items() if key == stage_key]
         return max(found) if found else None
 
 
@@ -107,7 +112,7 @@ def _clock_start(facts: IncidentFacts, stage: StageSpec, previous: StageSpec | N
     if stage.clock_start == "previous_delivered":
         if previous is None:
             return facts.detected_at  # a first stage with nothing before it starts at detection
-        latest = delivered.latest(previous.name)
+        latest = delivered.latest(previous.identity)
         return latest[1] if latest else None
     return getattr(facts, stage.clock_start)
 
@@ -134,7 +139,7 @@ def owed_stages(facts: IncidentFacts, rule: RuleSpec, delivered: DeliveredStages
                          not_before=not_before))
         if stage.repeat_every is None or facts.resolved_at is not None:
             continue
-        latest = delivered.latest(stage.name)
+        latest = delivered.latest(stage.identity)
         if latest is None:
             continue
         # The next round: due one period after the last delivery.

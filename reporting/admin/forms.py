@@ -158,8 +158,27 @@ class RuleStageForm(forms.ModelForm):
 
     class Meta:
         model = RuleStage
-        fields = ("name", "kind", "position", "clock_start", "offset", "requires_approval", "repeat_every",
+        fields = ("name", "key", "kind", "position", "clock_start", "offset", "requires_approval", "repeat_every",
                   "on_material_change")
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.fields["key"].required = False
+        self.fields["key"].help_text = "Stable identity; empty = the name. Fixed once saved: rename with “name”."
+
+    def clean_key(self) -> str:
+        key = self.cleaned_data.get("key") or ""
+        if self.instance.pk and key and key != self.instance.key:
+            raise ValidationError("A stage's key is its identity in the reports already opened and cannot change; "
+                                  "rename the stage with its name, or add a new stage.")
+        return self.instance.key if self.instance.pk else key
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not cleaned.get("key") and cleaned.get("name"):
+            cleaned["key"] = cleaned["name"]
+            self.instance.key = cleaned["name"]
+        return cleaned
 
     def clean_repeat_every(self):  # noqa: ANN201
         value = self.cleaned_data.get("repeat_every")

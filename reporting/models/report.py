@@ -22,6 +22,8 @@ class Report(models.Model):
     rule = models.ForeignKey("reporting.ReportingRule", on_delete=models.PROTECT, related_name="reports")
     stage = models.ForeignKey("reporting.RuleStage", null=True, on_delete=models.SET_NULL, related_name="reports")
     # Snapshots of the stage at opening, so an edited rule never rewrites what was owed.
+    # The stage's key (its identity); the name is a label a rename may change while the stage is unfrozen.
+    stage_key = models.CharField(max_length=50)
     stage_name = models.CharField(max_length=50)
     stage_kind = models.CharField(max_length=8, choices=StageKind.choices)
     sequence = models.PositiveIntegerField(default=1, help_text="1, 2, ... for repeated update stages")
@@ -63,6 +65,10 @@ class Report(models.Model):
     )
     withdrawn_at = models.DateTimeField(null=True, blank=True)
     withdrawn_reason = models.TextField(blank=True)
+    # Set when an edit of its rule no longer owes this open stage: it stays open (only a person ends a
+    # stage) and the clock board flags it until someone sends or withdraws it, or the rule owes it again.
+    unowed_since = models.DateTimeField(null=True, blank=True, editable=False)
+    unowed_note = models.TextField(blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -71,7 +77,7 @@ class Report(models.Model):
         ordering = ["due_at", "id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["incident", "rule", "stage_name", "sequence"], name="report_unique_stage_sequence"
+                fields=["incident", "rule", "stage_key", "sequence"], name="report_unique_stage_sequence"
             ),
             models.CheckConstraint(
                 condition=~Q(status="delivered") | Q(delivered_at__isnull=False, payload_sha256__gt=""),
@@ -97,6 +103,12 @@ class Report(models.Model):
 
     def __str__(self) -> str:
         return f"{self.incident.reference} {self.stage_name}#{self.sequence} → {self.destination.name}"
+
+    def save(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        # A row made by hand (a test, a script) names only its stage: that name is then its identity.
+        if not self.stage_key:
+            self.stage_key = self.stage_name
+        super().save(*args, **kwargs)
 
 
 class DeliveryAttempt(models.Model):

@@ -56,6 +56,9 @@ class ReportingRule(models.Model):
 
 class RuleStage(models.Model):
     rule = models.ForeignKey(ReportingRule, on_delete=models.CASCADE, related_name="stages")
+    # The stage's identity: reports opened under it are matched by key, so a rename relabels them
+    # instead of opening the stage again. Set once; defaults to the first name.
+    key = models.SlugField(max_length=50, help_text="Stable identity of the stage (defaults to its first name)")
     name = models.SlugField(max_length=50, help_text="initial, early_warning, update, final, ...")
     kind = models.CharField(max_length=8, choices=StageKind.choices)
     position = models.PositiveSmallIntegerField(help_text="Order of the stages within the rule")
@@ -76,6 +79,7 @@ class RuleStage(models.Model):
         ordering = ["rule", "position"]
         constraints = [
             models.UniqueConstraint(fields=["rule", "name"], name="stage_unique_name_per_rule"),
+            models.UniqueConstraint(fields=["rule", "key"], name="stage_unique_key_per_rule"),
             models.UniqueConstraint(fields=["rule", "position"], name="stage_unique_position_per_rule"),
             models.CheckConstraint(condition=Q(offset__gte=timedelta(0)), name="stage_offset_not_negative"),
         ]
