@@ -47,7 +47,9 @@ class StageSpec:
     repeat_every: timedelta | None = None
     on_material_change: bool = False
     stage_id: int | None = None
-    key: str = ""  # the stage's stable identity; a rename changes the name only
+    key: str = ""
+    digest_period: str = ""  # digest stages only (reporting.services.digests)
+    digest_content: str = ""  # the stage's stable identity; a rename changes the name only
 
     @property
     def identity(self) -> str:
@@ -126,8 +128,10 @@ def owed_stages(facts: IncidentFacts, rule: RuleSpec, delivered: DeliveredStages
     if not rule_applies(facts, rule):
         return []
     owed: list[Owed] = []
-    # Stages opened on material change have no clock of their own (reporting.services.obligations).
-    ordered = sorted((s for s in rule.stages if not s.on_material_change), key=lambda s: s.position)
+    # Stages opened on material change have no clock of their own (reporting.services.obligations), and
+    # digest stages batch incidents per period (reporting.services.digests): neither is owed per incident here.
+    ordered = sorted((s for s in rule.stages if not s.on_material_change and s.kind != "digest"),
+                     key=lambda s: s.position)
     for index, stage in enumerate(ordered):
         previous = ordered[index - 1] if index else None
         start = _clock_start(facts, stage, previous, delivered)

@@ -11,6 +11,7 @@ from incidents.choices import Category, Determination, Severity
 from reporting.choices import DISCLOSURE_ORDER, Disclosure, Transport
 from reporting.durations import format_duration, parse_duration
 from reporting.models import Destination, ReportingRule, RuleStage
+from reporting.services.digests import digest_stage_errors
 
 _SEVERITIES = [s.value for s in Severity]
 
@@ -159,7 +160,7 @@ class RuleStageForm(forms.ModelForm):
     class Meta:
         model = RuleStage
         fields = ("name", "key", "kind", "position", "clock_start", "offset", "requires_approval", "repeat_every",
-                  "on_material_change")
+                  "on_material_change", "digest_period", "digest_content")
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
@@ -178,6 +179,13 @@ class RuleStageForm(forms.ModelForm):
         if not cleaned.get("key") and cleaned.get("name"):
             cleaned["key"] = cleaned["name"]
             self.instance.key = cleaned["name"]
+        errors = digest_stage_errors(
+            kind=cleaned.get("kind", ""), clock_start=cleaned.get("clock_start", ""),
+            period=cleaned.get("digest_period", ""), content=cleaned.get("digest_content", ""),
+            repeat_every=cleaned.get("repeat_every"), on_material_change=cleaned.get("on_material_change", False),
+        )
+        for field, message in errors.items():
+            self.add_error({"period": "digest_period", "content": "digest_content"}.get(field, field), message)
         return cleaned
 
     def clean_repeat_every(self):  # noqa: ANN201

@@ -17,7 +17,7 @@ from django.utils.html import format_html
 
 from reporting.admin.clock import highest_escalation, is_overdue, time_left_html
 from reporting.admin.report_actions import REPORT_ACTIONS, report_buttons, report_label
-from reporting.admin.report_document import document_view
+from reporting.admin.report_document import digest_incidents_html, document_view
 from reporting.choices import OPEN_REPORT_STATUSES, ReportStatus
 from reporting.models import DeliveryAttempt, Escalation, Report
 from reporting.selectors import BOARD_ORDERING, reports_board
@@ -247,11 +247,15 @@ class ReportAdmin(admin.ModelAdmin):
     # --- columns and read-only fields ---------------------------------------------------------
     @admin.display(description="Incident", ordering="incident_id")
     def incident_link(self, obj: Report):  # noqa: ANN201
+        if obj.is_digest:
+            return format_html('<span class="digest">{}</span>', obj.subject)
         url = reverse(f"{self.admin_site.name}:incidents_incident_change", args=[obj.incident_id])
         return format_html('<a href="{}" title="{}">{}</a>', url, obj.incident.title, obj.incident.reference)
 
     @admin.display(description="Incident")
     def incident_title(self, obj: Report):  # noqa: ANN201
+        if obj.is_digest:
+            return digest_incidents_html(obj, self.admin_site.name)
         url = reverse(f"{self.admin_site.name}:incidents_incident_change", args=[obj.incident_id])
         return format_html('<a href="{}">{} {}</a> <span class="quiet">({}, {})</span>', url, obj.incident.reference,
                            obj.incident.title, obj.incident.severity, obj.incident.get_status_display())

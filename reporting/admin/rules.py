@@ -30,7 +30,7 @@ class RuleStageInline(admin.TabularInline):
     model = RuleStage
     form = RuleStageForm
     fields = ("name", "key", "kind", "position", "clock_start", "offset", "requires_approval", "repeat_every",
-              "on_material_change")
+              "on_material_change", "digest_period", "digest_content")
     extra = 0
     ordering = ("position",)
 

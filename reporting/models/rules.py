@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from incidents.choices import Severity
-from reporting.choices import ClockStart, StageKind
+from reporting.choices import ClockStart, DigestContent, DigestPeriod, StageKind
 
 
 def default_escalation_points() -> list[float]:
@@ -73,6 +73,13 @@ class RuleStage(models.Model):
     )
     on_material_change = models.BooleanField(
         default=False, help_text="Opened again (supplemental) when the incident changes materially after delivery"
+    )
+    digest_period = models.CharField(
+        max_length=8, choices=DigestPeriod.choices, blank=True, help_text="Digest stages: the period each one covers"
+    )
+    digest_content = models.CharField(
+        max_length=10, choices=DigestContent.choices, blank=True,
+        help_text="Digest stages: list the incidents, or statistics only",
     )
 
     class Meta:

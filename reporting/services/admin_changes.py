@@ -145,7 +145,7 @@ def escalation_acknowledge(*, escalation: Escalation, actor: Actor, reason: str 
         row.save(update_fields=["acknowledged_by", "acknowledged_at"])
         report = row.report
         audit_record(
-            actor=actor, action="escalation_acknowledged", obj=report.incident, reason=reason,
+            actor=actor, action="escalation_acknowledged", obj=report.incident or report, reason=reason,
             changes={"report": str(report.public_id), "stage": f"{report.stage_name}#{report.sequence}",
                      "destination": report.destination.name, "level": row.level},
         )

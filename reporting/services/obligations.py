@@ -29,6 +29,7 @@ from reporting.obligations import (
     rule_applies,
 )
 from reporting.obligations import owed_stages as compute_owed
+from reporting.services.digests import digest_join, digest_stages
 from reporting.services.reports import report_set_status
 
 
@@ -57,6 +58,7 @@ def rule_spec(rule: ReportingRule) -> RuleSpec:
                 name=s.name, kind=s.kind, position=s.position, clock_start=s.clock_start, offset=s.offset,
                 requires_approval=s.requires_approval, repeat_every=s.repeat_every,
                 on_material_change=s.on_material_change, stage_id=s.pk, key=s.key,
+                digest_period=s.digest_period, digest_content=s.digest_content,
             )
             for s in rule.stages.all()
         ),
@@ -158,6 +160,8 @@ def obligations_sync(*, incident: Incident, actor: Actor, kind: str = "updated",
                 opened.append(_open(incident=incident, rule=rule, owed=owed, actor=actor, now=now))
             elif report.status in (ReportStatus.PENDING, ReportStatus.AWAITING_APPROVAL) and report.frozen_at is None:
                 _reschedule(report=report, owed=owed, actor=actor, now=now)
+        for stage in digest_stages(spec.stages) if rule_applies(facts, spec) else ():
+            digest_join(incident=incident, rule=rule, stage=stage, actor=actor, now=now)
         if delivered[rule.pk].at and is_material(changes, kind) and rule_applies(facts, spec):
             opened += _supplementals(incident=incident, rule=rule, spec=spec, existing=existing, actor=actor, now=now)
     return opened

@@ -87,6 +87,31 @@ def _next_attempt(report: Report, owed: Owed, now: datetime) -> datetime | None:
     return report.next_attempt_at
 
 
+def _digest_follows(digest: Report, rule: ReportingRule, spec: RuleSpec, summary: RescheduleSummary,
+                    now: datetime) -> bool:
+    """A digest's deadline is its period's end plus the stage's offset; its label follows a rename."""
+    entry = {"report": str(digest.public_id), "incident": None, "stage": f"{digest.stage_key}#{digest.sequence}"}
+    stage = next((s for s in spec.stages if s.identity == digest.stage_key and s.kind == "digest"), None)
+    if stage is None or not rule.is_active or not rule.destination.is_active:
+        if digest.unowed_since is not None:
+            return False
+        why = "the stage was removed from the rule" if stage is None else "the rule or destination is inactive"
+        digest.unowed_since, digest.unowed_note = now, f"rule {rule.name!r} as edited owes nothing here: {why}"
+        summary.no_longer_owed.append({**entry, "why": why})
+        return True
+    due = digest.period_end + stage.offset
+    if (digest.due_at, digest.stage_name, digest.unowed_since) == (due, stage.name, None):
+        return False
+    if digest.due_at != due:
+        summary.rescheduled.append({**entry, "due_at": [_iso(digest.due_at), _iso(due)]})
+    if digest.stage_name != stage.name:
+        summary.relabelled.append({**entry, "name": [digest.stage_name, stage.name], "kind": ["digest", "digest"]})
+    if digest.unowed_since is not None:
+        summary.owed_again.append(entry)
+    digest.due_at, digest.stage_name, digest.unowed_since, digest.unowed_note = due, stage.name, None, ""
+    return True
+
+
 def rule_reschedule_open_reports(*, rule: ReportingRule, actor: Actor, reason: str = "",
                                  now: datetime | None = None) -> RescheduleSummary:
     """Bring every open, unfrozen stage of ``rule`` in line with the rule as it now stands. Caller's transaction."""
@@ -104,8 +129,8 @@ def rule_reschedule_open_reports(*, rule: ReportingRule, actor: Actor, reason: s
         Incident.objects.select_for_update(of=("self",))
         .filter(pk__in=open_stages.values("incident_id")).order_by("pk")
     }
-    if not incidents:
-        return summary
+    digests = list(open_stages.filter(incident__isnull=True).select_for_update(of=("self",)).order_by("pk"))
+    changed: list[Report] = [d for d in digests if _digest_follows(d, rule, spec, summary, now)]
     reports = list(open_stages.select_for_update(of=("self",)).filter(incident_id__in=incidents).order_by("pk"))
     delivered: dict[int, DeliveredStages] = defaultdict(DeliveredStages)
     for incident_id, key, sequence, at in Report.objects.filter(
@@ -114,7 +139,6 @@ def rule_reschedule_open_reports(*, rule: ReportingRule, actor: Actor, reason: s
         delivered[incident_id].at[(key, sequence)] = at
 
     cache: dict[int, dict] = {}
-    changed: list[Report] = []
     for report in reports:
         incident = incidents[report.incident_id]
         entry = {"report": str(report.public_id), "incident": incident.reference,

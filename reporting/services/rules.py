@@ -19,13 +19,15 @@ from incidents.services.audit import audit_record
 from reporting.choices import ClockStart, StageKind
 from reporting.durations import format_duration, parse_duration
 from reporting.models import Destination, ReportingRule, RuleStage
+from reporting.services.digests import digest_stage_errors
 from reporting.services.rule_reschedule import rule_reschedule_open_reports
 
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules" / "default.yaml"
 RULE_KEYS = {"name", "description", "destination", "is_active", "categories", "min_severity", "max_severity",
              "determinations", "requires_imminent_risk", "requires_reportable_decision", "escalation_points",
              "stages"}
-STAGE_KEYS = {"key", "name", "kind", "clock_start", "offset", "requires_approval", "repeat_every", "on_material_change"}
+STAGE_KEYS = {"key", "name", "kind", "clock_start", "offset", "requires_approval", "repeat_every", "on_material_change",
+              "period", "content"}
 _SEVERITIES = [s.value for s in Severity]
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,50}$")
 # Above any real position: stages park here while a load renames or reorders them (unique per rule).
@@ -74,7 +76,14 @@ def _stage(where: str, raw: object, position: int) -> dict:
     for label, value in (("name", name), ("key", key)):
         if not _SLUG.match(value):
             raise ValidationError({f"{where}.{label}": ["1 to 50 letters, digits, '-' or '_'"]})
+    period, content = str(raw.get("period", "")), str(raw.get("content", ""))
+    on_change = _bool(f"{where}.on_material_change", raw.get("on_material_change", False))
+    errors = digest_stage_errors(kind=raw["kind"], clock_start=raw["clock_start"], period=period, content=content,
+                                 repeat_every=repeat, on_material_change=on_change)
+    if errors:
+        raise ValidationError({f"{where}.{field}": [message] for field, message in errors.items()})
     return {
+        "digest_period": period, "digest_content": content,
         "key": key, "name": name, "kind": raw["kind"], "clock_start": raw["clock_start"], "offset": offset,
         "position": position, "repeat_every": repeat,
         "requires_approval": _bool(f"{where}.requires_approval", raw.get("requires_approval", False)),
@@ -167,6 +176,8 @@ def rule_as_data(rule: ReportingRule) -> dict:
             item["repeat_every"] = format_duration(stage.repeat_every)
         if stage.on_material_change:
             item["on_material_change"] = True
+        if stage.kind == StageKind.DIGEST:
+            item["period"], item["content"] = stage.digest_period, stage.digest_content
         stages.append(item)
     return {
         "name": rule.name, "description": rule.description, "destination": rule.destination.name,
