@@ -82,10 +82,11 @@ def report_approve(*, report: Report, actor: Actor, disclosure: str = Disclosure
         now = timezone.now()
         fields = {"approved_by": actor.user, "approved_at": now, "disclosure": disclosure}
         if row.clock_started_at is not None:
-            fields["next_attempt_at"] = now
+            # A digest's clock starts when its period ends: approved early, it still waits for the period.
+            fields["next_attempt_at"] = max(now, row.clock_started_at)
         report_set_status(report=row, actor=actor, to=ReportStatus.PENDING, fields=fields, reason=reason,
                           action="report_approved")
-        if row.clock_started_at is not None:
+        if row.clock_started_at is not None and row.next_attempt_at <= now:
             enqueue_on_commit(row.pk)
     return row
 
