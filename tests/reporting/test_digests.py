@@ -285,6 +285,21 @@ def test_digest_stages_round_trip_through_export_and_load(default_destination):
 
 
 @pytest.mark.django_db
+def test_a_rule_edit_moves_an_open_digest_and_flags_it_when_its_stage_goes(default_destination, staff_actor):
+    digest = digest_of(sev3())
+    data = copy.deepcopy(read_rules_file(DEFAULT_RULES))
+    weekly = next(r for r in data["rules"] if r["name"] == "sev3-weekly-digest")
+    weekly["stages"][0].update(offset="1d", name="weekly_summary")
+    rules_load(data=data, actor=staff_actor, destination=default_destination, reason="shorter")
+    digest.refresh_from_db()
+    assert digest.due_at == digest.period_end + timedelta(days=1) and digest.stage_name == "weekly_summary"
+    weekly["stages"] = [{"name": "initial", "kind": "initial", "clock_start": "determined_at", "offset": "3d"}]
+    rules_load(data=data, actor=staff_actor, destination=default_destination, reason="no more digest")
+    digest.refresh_from_db()
+    assert digest.status == "awaiting_approval" and "removed" in digest.unowed_note
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(("change", "field"), [
     ({"period": None}, "period"),
     ({"period": "daily"}, "period"),
@@ -324,3 +339,13 @@ def test_the_admin_refuses_a_digest_stage_without_a_period(client, staff_user, d
     response = submit(client, url, {"stages-0-digest_period": ""}, form_id="reportingrule_form")
     assert response.status_code == 200
     assert "digest_period" in response.context["inline_admin_formsets"][0].formset.forms[0].errors
+
+
+@pytest.mark.django_db
+def test_a_digest_goes_by_email_too_named_by_its_title(staff_actor, mailoutbox):
+    make_destination("authority-mail", transport="email", address="reports@authority.example", secret="")
+    digest = digest_of(sev3(detected_at=dj_timezone.now() - timedelta(days=7)))
+    report_approve(report=digest, actor=staff_actor)
+    assert report_deliver(report_id=digest.pk).outcome == "delivered"
+    [message] = mailoutbox
+    assert "Weekly digest" in message.subject and message.attachments
