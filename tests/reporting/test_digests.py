@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone as dj_timezone
 from jsonschema import Draft202012Validator
 
-from incidents.models import AuditEvent
+from incidents.models import AuditEvent, Incident
 from incidents.services.intake import incident_create
 from incidents.services.parts import EvidenceInput
 from incidents.services.workflow import incident_decide_reportability, incident_transition, incident_update
@@ -349,3 +351,75 @@ def test_a_digest_goes_by_email_too_named_by_its_title(staff_actor, mailoutbox):
     assert report_deliver(report_id=digest.pk).outcome == "delivered"
     [message] = mailoutbox
     assert "Weekly digest" in message.subject and message.attachments
+
+
+# --- concurrency (real transactions on PostgreSQL) -------------------------------------------------------
+
+
+def _in_threads(*works) -> list:
+    """Run each callable in its own thread and DB connection, released together; exceptions are returned."""
+    barrier, results = threading.Barrier(len(works)), [None] * len(works)
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[index] = works[index]()
+        except Exception as exc:  # noqa: BLE001  (reported to the test, which fails on it)
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(works))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def _sev4_intake() -> int:
+    return incident_create(actor=SYSTEM, fields=incident_fields(severity="SEV-4")).incident.pk
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_intakes_open_one_digest_and_all_join_it():
+    make_destination()
+    results = _in_threads(*[_sev4_intake] * 6)
+    assert all(isinstance(r, int) for r in results), results
+    digest = Report.objects.get(incident__isnull=True)
+    assert DigestEntry.objects.filter(digest=digest).count() == 6
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_intake_that_meets_a_freeze_in_progress_joins_the_next_period():
+    make_destination()
+    digest = digest_of(Incident.objects.get(pk=_sev4_intake()))
+    locked, late_pk = threading.Event(), []
+
+    def freeze_in_progress() -> None:
+        with transaction.atomic():
+            # As report_freeze does: FOR UPDATE first (a plain UPDATE would take only FOR NO KEY UPDATE, which
+            # intakes' FOR KEY SHARE does not wait for), then the frozen columns.
+            list(Report.objects.select_for_update().filter(pk=digest.pk))
+            Report.objects.filter(pk=digest.pk).update(frozen_at=dj_timezone.now())
+            locked.set()
+            # Hold the lock until the intake waits on it (or 10 s pass: the outcome is the same either way).
+            for _ in range(200):
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                   "AND datname = current_database()")
+                    if cursor.fetchone()[0]:
+                        break
+                threading.Event().wait(0.05)
+
+    def intake_after_lock() -> None:
+        locked.wait(timeout=10)
+        late_pk.append(_sev4_intake())
+
+    results = _in_threads(freeze_in_progress, intake_after_lock)
+    assert results == [None, None], results
+    following = digest_of(Incident.objects.get(pk=late_pk[0]))
+    assert following.period_start == digest.period_end
+    assert DigestEntry.objects.filter(digest=digest).count() == 1
