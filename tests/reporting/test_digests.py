@@ -37,6 +37,7 @@ from reporting.signing import signing_key_current
 from tests.conftest import incident_fields
 from tests.reporting.conftest import SYSTEM, make_destination
 from tests.reporting.test_delivery import receiver  # noqa: F401  (the sandbox receiver fixture)
+from tests.reporting.test_taxii_transport import endpoint, send, stored, taxii  # noqa: F401  (medallion)
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "digest-schema.v1.json").read_text())
 ACCOUNT = "mallory@attacker.example"
@@ -423,3 +424,25 @@ def test_an_intake_that_meets_a_freeze_in_progress_joins_the_next_period():
     following = digest_of(Incident.objects.get(pk=late_pk[0]))
     assert following.period_start == digest.period_end
     assert DigestEntry.objects.filter(digest=digest).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_digest_arrives_at_a_real_taxii_server_and_verifies(taxii, default_destination):  # noqa: F811
+    from reporting.packaging.stix import MIR_EXTENSION
+    from reporting.signing import freeze, verify_envelope
+    from reporting.transports.base import FrozenReport
+
+    incident = sev3()
+    digest = Report.objects.select_related("destination", "rule", "stage").get(pk=digest_of(incident).pk)
+    payload, sha256, _key_id, _signature = freeze(digest)
+    frozen = FrozenReport(message_id=str(digest.public_id), payload=payload, document=json.loads(payload),
+                          payload_sha256=sha256, stage_name=digest.stage_name, stage_kind=digest.stage_kind,
+                          sequence=1)
+    result = send(frozen, endpoint(taxii, tlp=default_destination.tlp))
+    assert result.outcome == "delivered", result
+    (stored_report,) = stored(taxii, result.receipt["report_object_id"])
+    document = verify_envelope(stored_report["extensions"][MIR_EXTENSION]["payload"].encode())
+    assert document["schema"] == "urn:mir:digest:v1"
+    [incident_ref] = [ref for ref in stored_report["object_refs"] if ref.startswith("incident--")]
+    (stored_incident,) = stored(taxii, incident_ref)
+    assert stored_incident["name"].startswith(incident.reference)
