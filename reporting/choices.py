@@ -24,12 +24,26 @@ class ClockStart(models.TextChoices):
     DETERMINED_AT = "determined_at", "Determination (confirmed)"
     RESOLVED_AT = "resolved_at", "Resolution"
     PREVIOUS_DELIVERED = "previous_delivered", "Delivery of the previous stage"
+    PERIOD_END = "period_end", "End of the digest period (digest stages only)"
 
 
 class StageKind(models.TextChoices):
     INITIAL = "initial", "Initial (may be incomplete)"
     UPDATE = "update", "Update / supplemental"
     FINAL = "final", "Final"
+    DIGEST = "digest", "Digest (one report per destination and period, batching incidents)"
+
+
+class DigestPeriod(models.TextChoices):
+    """Periods aligned in UTC: weeks start on Monday 00:00, months on the 1st at 00:00."""
+
+    WEEKLY = "weekly", "Weekly (Monday to Monday, UTC)"
+    MONTHLY = "monthly", "Monthly (calendar month, UTC)"
+
+
+class DigestContent(models.TextChoices):
+    LIST = "list", "List each incident (pseudonyms and digests only)"
+    AGGREGATE = "aggregate", "Statistics only (no per-incident details)"
 
 
 class ReportStatus(models.TextChoices):

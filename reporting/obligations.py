@@ -47,6 +47,13 @@ class StageSpec:
     repeat_every: timedelta | None = None
     on_material_change: bool = False
     stage_id: int | None = None
+    key: str = ""
+    digest_period: str = ""  # digest stages only (reporting.services.digests)
+    digest_content: str = ""  # the stage's stable identity; a rename changes the name only
+
+    @property
+    def identity(self) -> str:
+        return self.key or self.name
 
 
 @dataclass(frozen=True)
@@ -75,12 +82,12 @@ class Owed:
 
 @dataclass
 class DeliveredStages:
-    """When each (stage name, sequence) of one rule was delivered, for clocks that start there."""
+    """When each (stage key, sequence) of one rule was delivered, for clocks that start there."""
 
     at: dict[tuple[str, int], datetime] = field(default_factory=dict)
 
-    def latest(self, stage_name: str) -> tuple[int, datetime] | None:
-        found = [(seq, when) for (name, seq), when in self.at.items() if name == stage_name]
+    def latest(self, stage_key: str) -> tuple[int, datetime] | None:
+        found = [(seq, when) for (key, seq), when in self.at.items() if key == stage_key]
         return max(found) if found else None
 
 
@@ -107,7 +114,7 @@ def _clock_start(facts: IncidentFacts, stage: StageSpec, previous: StageSpec | N
     if stage.clock_start == "previous_delivered":
         if previous is None:
             return facts.detected_at  # a first stage with nothing before it starts at detection
-        latest = delivered.latest(previous.name)
+        latest = delivered.latest(previous.identity)
         return latest[1] if latest else None
     return getattr(facts, stage.clock_start)
 
@@ -121,8 +128,10 @@ def owed_stages(facts: IncidentFacts, rule: RuleSpec, delivered: DeliveredStages
     if not rule_applies(facts, rule):
         return []
     owed: list[Owed] = []
-    # Stages opened on material change have no clock of their own (reporting.services.obligations).
-    ordered = sorted((s for s in rule.stages if not s.on_material_change), key=lambda s: s.position)
+    # Stages opened on material change have no clock of their own (reporting.services.obligations), and
+    # digest stages batch incidents per period (reporting.services.digests): neither is owed per incident here.
+    ordered = sorted((s for s in rule.stages if not s.on_material_change and s.kind != "digest"),
+                     key=lambda s: s.position)
     for index, stage in enumerate(ordered):
         previous = ordered[index - 1] if index else None
         start = _clock_start(facts, stage, previous, delivered)
@@ -134,7 +143,7 @@ def owed_stages(facts: IncidentFacts, rule: RuleSpec, delivered: DeliveredStages
                          not_before=not_before))
         if stage.repeat_every is None or facts.resolved_at is not None:
             continue
-        latest = delivered.latest(stage.name)
+        latest = delivered.latest(stage.identity)
         if latest is None:
             continue
         # The next round: due one period after the last delivery.

@@ -84,6 +84,8 @@ class EscalationAdmin(admin.ModelAdmin):
 
     @admin.display(description="Incident", ordering="report__incident_id")
     def incident_link(self, obj: Escalation):  # noqa: ANN201
+        if obj.report.incident_id is None:
+            return obj.report.subject
         url = reverse(f"{self.admin_site.name}:incidents_incident_change", args=[obj.report.incident_id])
         return format_html('<a href="{}">{}</a>', url, obj.report.incident.reference)
 

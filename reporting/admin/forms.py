@@ -11,6 +11,7 @@ from incidents.choices import Category, Determination, Severity
 from reporting.choices import DISCLOSURE_ORDER, Disclosure, Transport
 from reporting.durations import format_duration, parse_duration
 from reporting.models import Destination, ReportingRule, RuleStage
+from reporting.services.digests import digest_stage_errors
 
 _SEVERITIES = [s.value for s in Severity]
 
@@ -158,8 +159,34 @@ class RuleStageForm(forms.ModelForm):
 
     class Meta:
         model = RuleStage
-        fields = ("name", "kind", "position", "clock_start", "offset", "requires_approval", "repeat_every",
-                  "on_material_change")
+        fields = ("name", "key", "kind", "position", "clock_start", "offset", "requires_approval", "repeat_every",
+                  "on_material_change", "digest_period", "digest_content")
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.fields["key"].required = False
+        self.fields["key"].help_text = "Stable identity; empty = the name. Fixed once saved: rename with “name”."
+
+    def clean_key(self) -> str:
+        key = self.cleaned_data.get("key") or ""
+        if self.instance.pk and key and key != self.instance.key:
+            raise ValidationError("A stage's key is its identity in the reports already opened and cannot change; "
+                                  "rename the stage with its name, or add a new stage.")
+        return self.instance.key if self.instance.pk else key
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not cleaned.get("key") and cleaned.get("name"):
+            cleaned["key"] = cleaned["name"]
+            self.instance.key = cleaned["name"]
+        errors = digest_stage_errors(
+            kind=cleaned.get("kind", ""), clock_start=cleaned.get("clock_start", ""),
+            period=cleaned.get("digest_period", ""), content=cleaned.get("digest_content", ""),
+            repeat_every=cleaned.get("repeat_every"), on_material_change=cleaned.get("on_material_change", False),
+        )
+        for field, message in errors.items():
+            self.add_error({"period": "digest_period", "content": "digest_content"}.get(field, field), message)
+        return cleaned
 
     def clean_repeat_every(self):  # noqa: ANN201
         value = self.cleaned_data.get("repeat_every")

@@ -25,7 +25,7 @@ from reporting.services.reports import report_approve, report_send_now, report_s
 
 def report_label(report: Report) -> str:
     """How staff name a report in messages: incident, stage and destination (not the row ids)."""
-    return f"{report.incident.reference} {report.stage_name}#{report.sequence} → {report.destination.name}"
+    return f"{report.subject} {report.stage_name}#{report.sequence} → {report.destination.name}"
 
 
 def _with_names(queryset: QuerySet) -> QuerySet:

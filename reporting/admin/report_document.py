@@ -12,8 +12,11 @@ import logging
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
-from reporting.models import Report
+from reporting.models import DigestEntry, Report
 
 logger = logging.getLogger(__name__)
 
@@ -63,3 +66,14 @@ def preview_document(report: Report) -> DocumentView:
 
 def document_view(report: Report) -> DocumentView:
     return frozen_document(report) if report.frozen_at is not None else preview_document(report)
+
+
+def digest_incidents_html(report: Report, admin_site_name: str) -> SafeString:
+    """The incidents batched into a digest, linked (one query); the document decides which of them it carries."""
+    entries = DigestEntry.objects.filter(digest=report).select_related("incident").order_by("incident_id")
+    links = format_html_join(
+        ", ", '<a href="{}">{}</a> <span class="quiet">({})</span>',
+        ((reverse(f"{admin_site_name}:incidents_incident_change", args=[e.incident_id]), e.incident.reference,
+          e.incident.severity) for e in entries),
+    )
+    return format_html("{} — {} incident(s): {}", report.subject, len(entries), links or "none yet")

@@ -17,7 +17,7 @@ from django.utils.html import format_html
 
 from reporting.admin.clock import highest_escalation, is_overdue, time_left_html
 from reporting.admin.report_actions import REPORT_ACTIONS, report_buttons, report_label
-from reporting.admin.report_document import document_view
+from reporting.admin.report_document import digest_incidents_html, document_view
 from reporting.choices import OPEN_REPORT_STATUSES, ReportStatus
 from reporting.models import DeliveryAttempt, Escalation, Report
 from reporting.selectors import BOARD_ORDERING, reports_board
@@ -90,6 +90,21 @@ class DueWithinFilter(admin.SimpleListFilter):
         return queryset.filter(due_at__gte=now, due_at__lt=now + timedelta(hours=hours))
 
 
+class UnowedFilter(admin.SimpleListFilter):
+    """Open stages an edit of their rule no longer owes: a person sends or withdraws each one."""
+
+    title = "owed by its rule"
+    parameter_name = "unowed"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "No longer owed (rule edited)")]
+
+    def queryset(self, request: HttpRequest, queryset):  # noqa: ANN001, ANN201
+        if self.value() == "yes":
+            return queryset.filter(_OPEN_Q, unowed_since__isnull=False)
+        return queryset
+
+
 class _ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
@@ -133,8 +148,8 @@ class EscalationInline(_ReadOnlyInline):
 
 
 _CHANGE_FIELDSETS = [
-    (None, {"fields": ("incident_title", "destination", "rule", "stage_display", "status", "public_id",
-                       "supersedes")}),
+    (None, {"fields": ("incident_title", "destination", "rule", "stage_display", "stage_key", "status",
+                       "public_id", "supersedes", "unowed_since", "unowed_note")}),
     ("Clock (UTC)", {"fields": ("clock_started_at", "due_at", "time_left", "next_attempt_at", "lease_expires_at",
                                 "attempt_count")}),
     ("Approval", {"fields": ("requires_approval", "approved_by", "approved_at", "disclosure")}),
@@ -156,7 +171,8 @@ class ReportAdmin(admin.ModelAdmin):
     list_display = ("incident_link", "destination_name", "stage_display", "status_display", "due", "time_left",
                     "attempts", "last_error_short", "escalation_reached")
     list_display_links = ("stage_display",)
-    list_filter = (BoardStatusFilter, "destination", "stage_kind", OverdueFilter, DueWithinFilter, "late")
+    list_filter = (BoardStatusFilter, "destination", "stage_kind", OverdueFilter, DueWithinFilter, UnowedFilter,
+                   "late")
     list_select_related = ("incident", "destination")
     search_fields = ("stage_name", "destination__name", "public_id")
     search_help_text = "Stage name, destination name or the report's id; an incident reference such as INC-000042."
@@ -231,11 +247,15 @@ class ReportAdmin(admin.ModelAdmin):
     # --- columns and read-only fields ---------------------------------------------------------
     @admin.display(description="Incident", ordering="incident_id")
     def incident_link(self, obj: Report):  # noqa: ANN201
+        if obj.is_digest:
+            return format_html('<span class="digest">{}</span>', obj.subject)
         url = reverse(f"{self.admin_site.name}:incidents_incident_change", args=[obj.incident_id])
         return format_html('<a href="{}" title="{}">{}</a>', url, obj.incident.title, obj.incident.reference)
 
     @admin.display(description="Incident")
     def incident_title(self, obj: Report):  # noqa: ANN201
+        if obj.is_digest:
+            return digest_incidents_html(obj, self.admin_site.name)
         url = reverse(f"{self.admin_site.name}:incidents_incident_change", args=[obj.incident_id])
         return format_html('<a href="{}">{} {}</a> <span class="quiet">({}, {})</span>', url, obj.incident.reference,
                            obj.incident.title, obj.incident.severity, obj.incident.get_status_display())
@@ -245,7 +265,10 @@ class ReportAdmin(admin.ModelAdmin):
         return obj.destination.name
 
     @admin.display(description="Stage", ordering="stage_name")
-    def stage_display(self, obj: Report) -> str:
+    def stage_display(self, obj: Report):  # noqa: ANN201
+        if obj.unowed_since is not None and obj.status in OPEN_REPORT_STATUSES:
+            return format_html('{}#{} <strong class="stage-unowed" title="{}">rule no longer owes it</strong>',
+                               obj.stage_name, obj.sequence, obj.unowed_note)
         return f"{obj.stage_name}#{obj.sequence}"
 
     @admin.display(description="Status", ordering="status")

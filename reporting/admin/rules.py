@@ -1,8 +1,9 @@
 """Reporting rules and their stages, edited as one form; every save is one audit event with the whole rule.
 
 A rule that reports refer to cannot be deleted (they keep their rule: PROTECT): deactivate it.
-Edits apply to stages opened from now on and to open stages' deadlines the next time their incident
-changes; a stage's name is its identity in the reports already opened (renaming one opens it anew).
+Edits apply at once to the rule's open, unfrozen stages (reporting.services.rule_reschedule): deadlines
+move, a renamed stage relabels them (a stage's key is its identity, fixed once saved), and a stage the
+rule no longer owes stays open, flagged on the clock board for a person to send or withdraw.
 """
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ _PARKING_POSITION = 20000
 class RuleStageInline(admin.TabularInline):
     model = RuleStage
     form = RuleStageForm
-    fields = ("name", "kind", "position", "clock_start", "offset", "requires_approval", "repeat_every",
-              "on_material_change")
+    fields = ("name", "key", "kind", "position", "clock_start", "offset", "requires_approval", "repeat_every",
+              "on_material_change", "digest_period", "digest_content")
     extra = 0
     ordering = ("position",)
 

@@ -17,15 +17,23 @@ from reporting.choices import AttemptOutcome, Disclosure, EscalationLevel, Repor
 class Report(models.Model):
     # The stable message id: webhook-id, STIX report id seed, receipt key. Same on every retry.
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="reports")
+    # Empty for a digest, which batches many incidents (DigestEntry) over one period.
+    incident = models.ForeignKey(
+        "incidents.Incident", null=True, blank=True, on_delete=models.PROTECT, related_name="reports"
+    )
     destination = models.ForeignKey("reporting.Destination", on_delete=models.PROTECT, related_name="reports")
     rule = models.ForeignKey("reporting.ReportingRule", on_delete=models.PROTECT, related_name="reports")
     stage = models.ForeignKey("reporting.RuleStage", null=True, on_delete=models.SET_NULL, related_name="reports")
     # Snapshots of the stage at opening, so an edited rule never rewrites what was owed.
+    # The stage's key (its identity); the name is a label a rename may change while the stage is unfrozen.
+    stage_key = models.CharField(max_length=50)
     stage_name = models.CharField(max_length=50)
     stage_kind = models.CharField(max_length=8, choices=StageKind.choices)
     sequence = models.PositiveIntegerField(default=1, help_text="1, 2, ... for repeated update stages")
     supersedes = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    period_start = models.DateTimeField(null=True, blank=True, help_text="Digests: the period covered, from ...")
+    period_end = models.DateTimeField(null=True, blank=True, help_text="... up to (not including) this time")
 
     status = models.CharField(max_length=20, choices=ReportStatus.choices)
     requires_approval = models.BooleanField(default=False)
@@ -63,6 +71,10 @@ class Report(models.Model):
     )
     withdrawn_at = models.DateTimeField(null=True, blank=True)
     withdrawn_reason = models.TextField(blank=True)
+    # Set when an edit of its rule no longer owes this open stage: it stays open (only a person ends a
+    # stage) and the clock board flags it until someone sends or withdraws it, or the rule owes it again.
+    unowed_since = models.DateTimeField(null=True, blank=True, editable=False)
+    unowed_note = models.TextField(blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -71,7 +83,18 @@ class Report(models.Model):
         ordering = ["due_at", "id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["incident", "rule", "stage_name", "sequence"], name="report_unique_stage_sequence"
+                fields=["incident", "rule", "stage_key", "sequence"], name="report_unique_stage_sequence"
+            ),
+            # One digest per rule, stage and period: concurrent intakes that both open it make one row.
+            models.UniqueConstraint(
+                fields=["rule", "stage_key", "period_start"], condition=Q(incident__isnull=True),
+                name="report_unique_digest_period",
+            ),
+            models.CheckConstraint(
+                condition=(Q(incident__isnull=True, stage_kind="digest", period_start__isnull=False,
+                             period_end__isnull=False)
+                           | (Q(incident__isnull=False) & ~Q(stage_kind="digest"))),
+                name="report_digest_has_period_and_no_incident",
             ),
             models.CheckConstraint(
                 condition=~Q(status="delivered") | Q(delivered_at__isnull=False, payload_sha256__gt=""),
@@ -96,7 +119,43 @@ class Report(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.incident.reference} {self.stage_name}#{self.sequence} → {self.destination.name}"
+        return f"{self.subject} {self.stage_name}#{self.sequence} → {self.destination.name}"
+
+    def save(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        # A row made by hand (a test, a script) names only its stage: that name is then its identity.
+        if not self.stage_key:
+            self.stage_key = self.stage_name
+        super().save(*args, **kwargs)
+
+    @property
+    def is_digest(self) -> bool:
+        return self.incident_id is None
+
+    @property
+    def subject(self) -> str:
+        """What the report is about, for people: the incident reference, or the digest's period."""
+        if self.incident_id is not None:
+            return self.incident.reference
+        return f"digest {self.period_start:%Y-%m-%d}…{self.period_end:%Y-%m-%d}"
+
+
+class DigestEntry(models.Model):
+    """An incident batched into a digest report. Each incident joins one digest per rule stage, once."""
+
+    digest = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="digest_entries")
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="digest_entries")
+    rule = models.ForeignKey("reporting.ReportingRule", on_delete=models.PROTECT, related_name="+")
+    stage_key = models.CharField(max_length=50)
+    joined_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["digest", "incident"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "stage_key", "incident"], name="digest_entry_once_per_stage"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.incident_id} in digest {self.digest_id}"
 
 
 class DeliveryAttempt(models.Model):

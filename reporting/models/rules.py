@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from incidents.choices import Severity
-from reporting.choices import ClockStart, StageKind
+from reporting.choices import ClockStart, DigestContent, DigestPeriod, StageKind
 
 
 def default_escalation_points() -> list[float]:
@@ -56,6 +56,9 @@ class ReportingRule(models.Model):
 
 class RuleStage(models.Model):
     rule = models.ForeignKey(ReportingRule, on_delete=models.CASCADE, related_name="stages")
+    # The stage's identity: reports opened under it are matched by key, so a rename relabels them
+    # instead of opening the stage again. Set once; defaults to the first name.
+    key = models.SlugField(max_length=50, help_text="Stable identity of the stage (defaults to its first name)")
     name = models.SlugField(max_length=50, help_text="initial, early_warning, update, final, ...")
     kind = models.CharField(max_length=8, choices=StageKind.choices)
     position = models.PositiveSmallIntegerField(help_text="Order of the stages within the rule")
@@ -71,11 +74,19 @@ class RuleStage(models.Model):
     on_material_change = models.BooleanField(
         default=False, help_text="Opened again (supplemental) when the incident changes materially after delivery"
     )
+    digest_period = models.CharField(
+        max_length=8, choices=DigestPeriod.choices, blank=True, help_text="Digest stages: the period each one covers"
+    )
+    digest_content = models.CharField(
+        max_length=10, choices=DigestContent.choices, blank=True,
+        help_text="Digest stages: list the incidents, or statistics only",
+    )
 
     class Meta:
         ordering = ["rule", "position"]
         constraints = [
             models.UniqueConstraint(fields=["rule", "name"], name="stage_unique_name_per_rule"),
+            models.UniqueConstraint(fields=["rule", "key"], name="stage_unique_key_per_rule"),
             models.UniqueConstraint(fields=["rule", "position"], name="stage_unique_position_per_rule"),
             models.CheckConstraint(condition=Q(offset__gte=timedelta(0)), name="stage_offset_not_negative"),
         ]

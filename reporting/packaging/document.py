@@ -41,6 +41,10 @@ class ChildSafetyRefused(PackagingRefused):
 
 def build_document(*, report: Report, now: datetime | None = None) -> dict:
     """The document for ``report``. ``now`` stamps ``generated_at`` and judges lateness; freeze passes none."""
+    if report.is_digest:
+        from reporting.packaging.digest import build_digest_document  # it builds on this module's helpers
+
+        return build_digest_document(report=report, now=now)
     incident: Incident = report.incident
     destination: Destination = report.destination
     if incident.category == Category.CHILD_SAFETY and not destination.accepts_child_safety:

@@ -87,6 +87,10 @@ def bundle_for(document: dict, *, message_id: str, tlp_floor: str | None = None,
     """
     envelope = document if isinstance(document, dict) else {}
     doc = envelope["document"] if isinstance(envelope.get("document"), dict) else envelope
+    if doc.get("schema") == "urn:mir:digest:v1":
+        from reporting.packaging.stix_digest import digest_bundle_for  # it builds on this module's helpers
+
+        return digest_bundle_for(doc, message_id=message_id, tlp_floor=tlp_floor, payload=payload)
     ident, clocks, cls, activity = (_section(doc, name) for name in ("identity", "clocks", "classification",
                                                                      "activity"))
     incident_uuid = _text(ident.get("incident_id"))

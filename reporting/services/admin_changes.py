@@ -17,6 +17,7 @@ from reporting.choices import DISCLOSURE_ORDER, OPEN_REPORT_STATUSES, Disclosure
 from reporting.encryption import mask
 from reporting.models import Destination, Escalation, ReportingRule
 from reporting.services.destinations import validate_address
+from reporting.services.rule_reschedule import rule_reschedule_open_reports
 from reporting.services.rules import rule_as_data
 
 DESTINATION_UPDATE_FIELDS = frozenset({
@@ -100,7 +101,8 @@ def degraded_open_reports(destination: Destination) -> int:
 def rule_record_change(
     *, rule: ReportingRule, actor: Actor, created: bool, before: dict | None = None, reason: str = ""
 ) -> None:
-    """One audit event for a rule saved with its stages in the admin: the whole rule as data, after and before."""
+    """One audit event for a rule saved with its stages in the admin: the whole rule as data, after and before;
+    then the rule's open stages follow the edit at once (a second event lists what moved)."""
     with transaction.atomic():
         after = rule_as_data(rule)
         changes: dict = {"rule": after}
@@ -111,6 +113,8 @@ def rule_record_change(
             changes["changed"] = sorted(key for key in after if after[key] != before.get(key))
         audit_record(actor=actor, action="rule_created" if created else "rule_changed", obj=rule, changes=changes,
                      reason=reason)
+        if not created:
+            rule_reschedule_open_reports(rule=rule, actor=actor, reason=reason)
 
 
 def rule_delete(*, rule: ReportingRule, actor: Actor) -> None:
@@ -141,7 +145,7 @@ def escalation_acknowledge(*, escalation: Escalation, actor: Actor, reason: str 
         row.save(update_fields=["acknowledged_by", "acknowledged_at"])
         report = row.report
         audit_record(
-            actor=actor, action="escalation_acknowledged", obj=report.incident, reason=reason,
+            actor=actor, action="escalation_acknowledged", obj=report.incident or report, reason=reason,
             changes={"report": str(report.public_id), "stage": f"{report.stage_name}#{report.sequence}",
                      "destination": report.destination.name, "level": row.level},
         )

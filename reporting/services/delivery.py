@@ -68,7 +68,7 @@ def report_freeze(*, report_id: int) -> Report:
         # the same query reads what the document needs besides (rule, stage, detector, destination).
         incident_lock_for_report(report_id)
         report = (
-            Report.objects.select_for_update(of=("self", "incident"))
+            Report.objects.select_for_update(of=("self",))  # the incident is locked above (a digest has none)
             .select_related("incident", "incident__detector", "destination", "rule", "stage")
             .get(pk=report_id)
         )
@@ -163,7 +163,7 @@ def _record(*, report_id: int, lease: uuid.UUID, result: SendResult, started_at:
         # staying put), so recording attempts for one authority does not serialise on its row.
         incident_lock_for_report(report_id)
         report = (
-            Report.objects.select_for_update(of=("self", "incident"))
+            Report.objects.select_for_update(of=("self",))  # the incident is locked above (a digest has none)
             .select_related("incident", "destination")
             .get(pk=report_id)
         )
@@ -194,7 +194,8 @@ def _record(*, report_id: int, lease: uuid.UUID, result: SendResult, started_at:
             # error raised afterwards, as when it ran in a transaction of its own.
             try:
                 with transaction.atomic():
-                    obligations_sync(incident=report.incident, actor=SYSTEM, kind="delivered")
+                    if report.incident_id is not None:  # a digest starts no incident's clock
+                        obligations_sync(incident=report.incident, actor=SYSTEM, kind="delivered")
             except Exception as exc:  # noqa: BLE001  (re-raised below, after the delivery is committed)
                 deferred = exc
         elif result.outcome == AttemptOutcome.PERMANENT:

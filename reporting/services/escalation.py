@@ -35,10 +35,11 @@ def _recipients() -> list[str]:
 def _notify(escalation_id: int) -> None:
     escalation = Escalation.objects.select_related("report__incident", "report__destination").get(pk=escalation_id)
     report = escalation.report
-    subject = (f"[{escalation.get_level_display()}] {report.incident.reference} {report.stage_name} "
+    subject = (f"[{escalation.get_level_display()}] {report.subject} {report.stage_name} "
                f"to {report.destination.name}")
     due = report.due_at.isoformat() if report.due_at else "not yet started"
-    body = f"{escalation.message}\n\nIncident: {report.incident.reference} {report.incident.title}\nDue: {due}\n"
+    about = f"{report.incident.reference} {report.incident.title}" if report.incident_id else report.subject
+    body = f"{escalation.message}\n\nIncident: {about}\nDue: {due}\n"
     try:
         send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, _recipients(), fail_silently=False)
     except Exception:  # noqa: BLE001  (mail trouble must not undo the escalation; it stays in the admin)

@@ -29,6 +29,7 @@ from reporting.obligations import (
     rule_applies,
 )
 from reporting.obligations import owed_stages as compute_owed
+from reporting.services.digests import digest_join, digest_stages
 from reporting.services.reports import report_set_status
 
 
@@ -56,7 +57,8 @@ def rule_spec(rule: ReportingRule) -> RuleSpec:
             StageSpec(
                 name=s.name, kind=s.kind, position=s.position, clock_start=s.clock_start, offset=s.offset,
                 requires_approval=s.requires_approval, repeat_every=s.repeat_every,
-                on_material_change=s.on_material_change, stage_id=s.pk,
+                on_material_change=s.on_material_change, stage_id=s.pk, key=s.key,
+                digest_period=s.digest_period, digest_content=s.digest_content,
             )
             for s in rule.stages.all()
         ),
@@ -78,7 +80,8 @@ def _open(*, incident: Incident, rule: ReportingRule, owed: Owed, actor: Actor, 
     sendable = owed.clock_started_at is not None and not stage.requires_approval
     report = Report.objects.create(
         incident=incident, destination=rule.destination, rule=rule, stage_id=stage.stage_id,
-        stage_name=stage.name, stage_kind=stage.kind, sequence=owed.sequence, supersedes=supersedes,
+        stage_key=stage.identity, stage_name=stage.name, stage_kind=stage.kind, sequence=owed.sequence,
+        supersedes=supersedes,
         status=ReportStatus.AWAITING_APPROVAL if stage.requires_approval else ReportStatus.PENDING,
         requires_approval=stage.requires_approval, clock_started_at=owed.clock_started_at, due_at=owed.due_at,
         next_attempt_at=max(now, owed.not_before or now) if sendable else None,
@@ -95,11 +98,17 @@ def _open(*, incident: Incident, rule: ReportingRule, owed: Owed, actor: Actor, 
 
 
 def _reschedule(*, report: Report, owed: Owed, actor: Actor, now: datetime) -> None:
-    if (report.clock_started_at, report.due_at) == (owed.clock_started_at, owed.due_at):
+    label = (owed.stage.name, owed.stage.kind)
+    if (report.clock_started_at, report.due_at, report.stage_name, report.stage_kind) == (
+            owed.clock_started_at, owed.due_at, *label) and report.unowed_since is None:
         return
     old_due = report.due_at
     report.clock_started_at, report.due_at = owed.clock_started_at, owed.due_at
-    fields = ["clock_started_at", "due_at", "updated_at"]
+    # An unfrozen stage carries its rule's current label (a rename); a frozen one keeps what was sent.
+    report.stage_name, report.stage_kind = label
+    # Owed again (the rule was edited back): no longer flagged on the clock board.
+    report.unowed_since, report.unowed_note = None, ""
+    fields = ["clock_started_at", "due_at", "stage_name", "stage_kind", "unowed_since", "unowed_note", "updated_at"]
     starts_now = report.status == ReportStatus.PENDING and report.next_attempt_at is None and owed.clock_started_at
     if starts_now:
         report.next_attempt_at = max(now, owed.not_before or now)
@@ -126,11 +135,11 @@ def obligations_sync(*, incident: Incident, actor: Actor, kind: str = "updated",
     existing = [] if kind == "created" else list(
         Report.objects.select_for_update().filter(incident=incident).select_related("destination")
     )
-    by_key = {(r.rule_id, r.stage_name, r.sequence): r for r in existing}
+    by_key = {(r.rule_id, r.stage_key, r.sequence): r for r in existing}
     delivered: dict[int, DeliveredStages] = defaultdict(DeliveredStages)
     for report in existing:
         if report.status == ReportStatus.DELIVERED:
-            delivered[report.rule_id].at[(report.stage_name, report.sequence)] = report.delivered_at
+            delivered[report.rule_id].at[(report.stage_key, report.sequence)] = report.delivered_at
 
     if incident.reportability == Reportability.NOT_REPORTABLE and kind == "reportability":
         for report in existing:
@@ -146,11 +155,13 @@ def obligations_sync(*, incident: Incident, actor: Actor, kind: str = "updated",
     facts = facts_of(incident)
     for rule, spec in active_rules():
         for owed in compute_owed(facts, spec, delivered[rule.pk]):
-            report = by_key.get((rule.pk, owed.stage.name, owed.sequence))
+            report = by_key.get((rule.pk, owed.stage.identity, owed.sequence))
             if report is None:
                 opened.append(_open(incident=incident, rule=rule, owed=owed, actor=actor, now=now))
             elif report.status in (ReportStatus.PENDING, ReportStatus.AWAITING_APPROVAL) and report.frozen_at is None:
                 _reschedule(report=report, owed=owed, actor=actor, now=now)
+        for stage in digest_stages(spec.stages) if rule_applies(facts, spec) else ():
+            digest_join(incident=incident, rule=rule, stage=stage, actor=actor, now=now)
         if delivered[rule.pk].at and is_material(changes, kind) and rule_applies(facts, spec):
             opened += _supplementals(incident=incident, rule=rule, spec=spec, existing=existing, actor=actor, now=now)
     return opened
@@ -164,7 +175,7 @@ def _supplementals(*, incident: Incident, rule: ReportingRule, spec: RuleSpec, e
     for stage in spec.stages:
         if not stage.on_material_change:
             continue
-        mine = [r for r in existing if r.rule_id == rule.pk and r.stage_name == stage.name]
+        mine = [r for r in existing if r.rule_id == rule.pk and r.stage_key == stage.identity]
         if any(r.status in OPEN_REPORT_STATUSES and r.frozen_at is None for r in mine):
             continue
         last_delivered = max((r for r in existing if r.rule_id == rule.pk and r.status == ReportStatus.DELIVERED),

@@ -42,7 +42,7 @@ def report_set_status(
         setattr(report, name, value)
     report.save(update_fields=["status", *(fields or {}), "updated_at"])
     audit_record(
-        actor=actor, action=action or f"report_{to}", obj=report.incident,
+        actor=actor, action=action or f"report_{to}", obj=report.incident or report,
         changes={"report": str(report.public_id), "stage": f"{report.stage_name}#{report.sequence}",
                  "destination": report.destination.name, **changes},
         reason=reason,
@@ -62,7 +62,8 @@ def incident_lock_for_report(report_id: int) -> None:
 
 def _locked(report: Report) -> Report:
     incident_lock_for_report(report.pk)
-    return Report.objects.select_for_update().select_related("destination", "incident").get(pk=report.pk)
+    return (Report.objects.select_for_update(of=("self", "destination"))
+            .select_related("destination", "incident").get(pk=report.pk))
 
 
 def report_approve(*, report: Report, actor: Actor, disclosure: str = Disclosure.DIGESTS, reason: str = "") -> Report:
@@ -81,10 +82,11 @@ def report_approve(*, report: Report, actor: Actor, disclosure: str = Disclosure
         now = timezone.now()
         fields = {"approved_by": actor.user, "approved_at": now, "disclosure": disclosure}
         if row.clock_started_at is not None:
-            fields["next_attempt_at"] = now
+            # A digest's clock starts when its period ends: approved early, it still waits for the period.
+            fields["next_attempt_at"] = max(now, row.clock_started_at)
         report_set_status(report=row, actor=actor, to=ReportStatus.PENDING, fields=fields, reason=reason,
                           action="report_approved")
-        if row.clock_started_at is not None:
+        if row.clock_started_at is not None and row.next_attempt_at <= now:
             enqueue_on_commit(row.pk)
     return row
 
@@ -122,7 +124,7 @@ def report_send_now(*, report: Report, actor: Actor, late_reason: str = "", at: 
             for name, value in fields.items():
                 setattr(row, name, value)
             row.save(update_fields=[*fields, "updated_at"])
-            audit_record(actor=actor, action="report_send_now", obj=row.incident,
+            audit_record(actor=actor, action="report_send_now", obj=row.incident or row,
                          changes={"report": str(row.public_id)}, reason=late_reason)
         else:
             raise ValidationError({"status": [f"a {row.status} report is not sent again"]})
@@ -138,6 +140,6 @@ def report_set_late_reason(*, report: Report, actor: Actor, reason: str) -> Repo
             raise ValidationError({"late_reason": ["the document is already frozen"]})
         row.late_reason = reason
         row.save(update_fields=["late_reason", "updated_at"])
-        audit_record(actor=actor, action="report_late_reason", obj=row.incident,
+        audit_record(actor=actor, action="report_late_reason", obj=row.incident or row,
                      changes={"report": str(row.public_id)}, reason=reason)
     return row

@@ -6,6 +6,7 @@ whole file before writing anything, so a bad file changes nothing.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -18,13 +19,19 @@ from incidents.services.audit import audit_record
 from reporting.choices import ClockStart, StageKind
 from reporting.durations import format_duration, parse_duration
 from reporting.models import Destination, ReportingRule, RuleStage
+from reporting.services.digests import digest_stage_errors
+from reporting.services.rule_reschedule import rule_reschedule_open_reports
 
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules" / "default.yaml"
 RULE_KEYS = {"name", "description", "destination", "is_active", "categories", "min_severity", "max_severity",
              "determinations", "requires_imminent_risk", "requires_reportable_decision", "escalation_points",
              "stages"}
-STAGE_KEYS = {"name", "kind", "clock_start", "offset", "requires_approval", "repeat_every", "on_material_change"}
+STAGE_KEYS = {"key", "name", "kind", "clock_start", "offset", "requires_approval", "repeat_every", "on_material_change",
+              "period", "content"}
 _SEVERITIES = [s.value for s in Severity]
+_SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,50}$")
+# Above any real position: stages park here while a load renames or reorders them (unique per rule).
+_PARKING_POSITION = 20000
 
 
 def read_rules_file(path: str | Path) -> dict:
@@ -65,8 +72,19 @@ def _stage(where: str, raw: object, position: int) -> dict:
         raise ValidationError({where: [str(exc)]}) from None
     if repeat is not None and repeat.total_seconds() < 60:
         raise ValidationError({f"{where}.repeat_every": ["at least a minute"]})
+    name, key = str(raw["name"]), str(raw.get("key", raw["name"]))
+    for label, value in (("name", name), ("key", key)):
+        if not _SLUG.match(value):
+            raise ValidationError({f"{where}.{label}": ["1 to 50 letters, digits, '-' or '_'"]})
+    period, content = str(raw.get("period", "")), str(raw.get("content", ""))
+    on_change = _bool(f"{where}.on_material_change", raw.get("on_material_change", False))
+    errors = digest_stage_errors(kind=raw["kind"], clock_start=raw["clock_start"], period=period, content=content,
+                                 repeat_every=repeat, on_material_change=on_change)
+    if errors:
+        raise ValidationError({f"{where}.{field}": [message] for field, message in errors.items()})
     return {
-        "name": str(raw["name"]), "kind": raw["kind"], "clock_start": raw["clock_start"], "offset": offset,
+        "digest_period": period, "digest_content": content,
+        "key": key, "name": name, "kind": raw["kind"], "clock_start": raw["clock_start"], "offset": offset,
         "position": position, "repeat_every": repeat,
         "requires_approval": _bool(f"{where}.requires_approval", raw.get("requires_approval", False)),
         "on_material_change": _bool(f"{where}.on_material_change", raw.get("on_material_change", False)),
@@ -106,35 +124,60 @@ def _rule(where: str, raw: object, destination: Destination | None) -> tuple[Des
     stages = [_stage(f"{where}.stages[{i}]", s, i + 1) for i, s in enumerate(stages_raw)]
     if len({s["name"] for s in stages}) != len(stages):
         raise ValidationError({f"{where}.stages": ["stage names must be unique within a rule"]})
+    if len({s["key"] for s in stages}) != len(stages):
+        raise ValidationError({f"{where}.stages": ["stage keys must be unique within a rule"]})
     return destination, {"name": str(raw["name"]), **fields}, stages
 
 
-def rules_load(*, data: dict, actor: Actor, destination: Destination | None = None) -> list[ReportingRule]:
-    """Validate every rule, then upsert them all in one transaction (each change audited)."""
+def rules_load(*, data: dict, actor: Actor, destination: Destination | None = None,
+               reason: str = "") -> list[ReportingRule]:
+    """Validate every rule, then upsert them all in one transaction (each change audited), and bring the
+    open stages of every loaded rule in line with it (reporting.services.rule_reschedule)."""
     parsed = [_rule(f"rules[{i}]", raw, destination) for i, raw in enumerate(data.get("rules", []))]
+    keys = [(target.pk, fields["name"]) for target, fields, _ in parsed]
+    if len(set(keys)) != len(keys):
+        raise ValidationError({"rules": ["a rule name appears twice for one destination"]})
     loaded = []
     with transaction.atomic():
         for target, fields, stages in parsed:
             rule, created = ReportingRule.objects.update_or_create(
                 destination=target, name=fields["name"], defaults=fields
             )
-            rule.stages.all().delete()
-            RuleStage.objects.bulk_create([RuleStage(rule=rule, **stage) for stage in stages])
+            _stages_replace(rule, stages)
             audit_record(actor=actor, action="rule_created" if created else "rule_replaced", obj=rule,
-                         changes=rule_as_data(rule))
+                         changes=rule_as_data(rule), reason=reason)
+            if not created:
+                rule_reschedule_open_reports(rule=rule, actor=actor, reason=reason)
             loaded.append(rule)
     return loaded
+
+
+def _stages_replace(rule: ReportingRule, stages: list[dict]) -> None:
+    """Upsert stages by key: a stage that keeps its key keeps its row (and its reports' link to it), so a
+    rename relabels instead of opening the stage anew. Stages left out of the file are deleted."""
+    current = {stage.key: stage for stage in rule.stages.all()}
+    for offset, stage in enumerate(current.values()):
+        RuleStage.objects.filter(pk=stage.pk).update(position=_PARKING_POSITION + offset, name=f"parked-{stage.pk}")
+    wanted = {stage["key"] for stage in stages}
+    RuleStage.objects.filter(rule=rule).exclude(key__in=wanted).delete()
+    for stage in stages:
+        row = current.get(stage["key"]) or RuleStage(rule=rule)
+        for name, value in stage.items():
+            setattr(row, name, value)
+        row.save()
 
 
 def rule_as_data(rule: ReportingRule) -> dict:
     stages = []
     for stage in rule.stages.order_by("position"):
-        item = {"name": stage.name, "kind": stage.kind, "clock_start": stage.clock_start,
+        item = {"key": stage.key, "name": stage.name, "kind": stage.kind, "clock_start": stage.clock_start,
                 "offset": format_duration(stage.offset), "requires_approval": stage.requires_approval}
         if stage.repeat_every:
             item["repeat_every"] = format_duration(stage.repeat_every)
         if stage.on_material_change:
             item["on_material_change"] = True
+        if stage.kind == StageKind.DIGEST:
+            item["period"], item["content"] = stage.digest_period, stage.digest_content
         stages.append(item)
     return {
         "name": rule.name, "description": rule.description, "destination": rule.destination.name,

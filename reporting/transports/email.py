@@ -17,7 +17,8 @@ from reporting.transports.base import Endpoint, FrozenReport, SendResult
 class EmailTransport:
     def send(self, report: FrozenReport, endpoint: Endpoint, *, timeout_seconds: float) -> SendResult:
         identity = report.document.get("identity", {})
-        reference = identity.get("incident_reference", identity.get("incident_id", ""))
+        # A digest has no single incident: its title ("Weekly digest 2026-W48") names it instead.
+        reference = identity.get("incident_reference") or identity.get("incident_id") or identity.get("title", "")
         message_id = f"<report-{report.message_id}@{settings.MIR_REPORTING_ENTITY_NAME.replace(' ', '-').lower()}>"
         body = (
             f"{settings.MIR_REPORTING_ENTITY_NAME} submits the attached misuse incident report.\n\n"

@@ -207,7 +207,7 @@ def test_devstack_delivers_a_sev1_report_to_the_sandbox_and_stops_everything_on_
         for path in ("/admin/", "/api/v1/docs/", "/api/v1/schema/", "/healthz", "Idempotency-Key: "):
             assert path in stack.output
         assert f"  Sandbox:      {stack.receiver}/ledger" in stack.output
-        assert f"created destination 'sandbox' with 3 default rules, delivering to {stack.receiver}/webhook" \
+        assert f"created destination 'sandbox' with 5 default rules, delivering to {stack.receiver}/webhook" \
             in stack.output
         assert '"severity": "SEV-1"' in stack.output  # the printed curl files what reaches the sandbox
         stack.wait_for(r"^worker   \| .* ready\.$")

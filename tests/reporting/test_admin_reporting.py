@@ -350,7 +350,7 @@ def test_rule_edit_with_stages_is_one_audit_event_with_the_whole_rule(staff_clie
     event = AuditEvent.objects.get(action="rule_changed")
     assert (event.actor_user, event.reason) == (staff_user, "policy v2")
     assert event.changes["changed"] == ["description", "stages"]
-    assert event.changes["rule"]["stages"][1] == {"name": "early_notice", "kind": "initial",
+    assert event.changes["rule"]["stages"][1] == {"key": "early_notice", "name": "early_notice", "kind": "initial",
                                                  "clock_start": "detected_at", "offset": "12h",
                                                  "requires_approval": False}
     assert event.changes["before"]["stages"][0]["offset"] == "1d"

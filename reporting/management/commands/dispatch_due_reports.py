@@ -17,7 +17,7 @@ class Command(BaseCommand):
         reports = Report.objects.filter(pk__in=result.due).select_related("incident", "destination")
         for report in sorted(reports, key=lambda r: (r.due_at is None, r.due_at)):
             due = report.due_at.isoformat() if report.due_at else "-"
-            self.stdout.write(f"{report.incident.reference} {report.stage_name}#{report.sequence} → "
+            self.stdout.write(f"{report.subject} {report.stage_name}#{report.sequence} → "
                               f"{report.destination.name} due {due} attempts {report.attempt_count}")
         if dry_run:
             self.stdout.write(f"{len(result.due)} due reports (dry run: nothing enqueued).")

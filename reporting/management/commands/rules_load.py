@@ -13,8 +13,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("file")
         parser.add_argument("--destination", help="Attach every rule to this destination (else each rule names one)")
+        parser.add_argument("--reason", default="", help="Why the rules change (kept in the audit trail)")
 
-    def handle(self, *args, file: str, destination: str | None, **options) -> None:  # noqa: ANN002, ANN003
+    def handle(self, *args, file: str, destination: str | None, reason: str, **options) -> None:  # noqa: ANN002, ANN003
         target = None
         if destination:
             target = Destination.objects.filter(name=destination).first()
@@ -22,7 +23,7 @@ class Command(BaseCommand):
                 raise CommandError(f"no destination named {destination!r}")
         try:
             rules = rules_load(data=read_rules_file(file), actor=Actor.system("rules_load command"),
-                               destination=target)
+                               destination=target, reason=reason)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         for rule in rules:
