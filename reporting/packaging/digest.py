@@ -19,7 +19,7 @@ from incidents.choices import Category, Reportability
 from incidents.models import Incident
 from reporting.choices import DigestContent, Disclosure
 from reporting.models import DigestEntry, Report
-from reporting.packaging.document import _stricter_tlp, _time
+from reporting.packaging.document import _stricter_tlp, _time, audit_checkpoint
 from reporting.packaging.pseudonyms import Redactor, pseudonymize
 from reporting.periods import Period
 
@@ -88,6 +88,8 @@ def build_digest_document(*, report: Report, now: datetime | None = None) -> dic
             "late": bool(report.late or (report.due_at is not None and now > report.due_at)),
             "late_reason": report.late_reason.strip() or None,
         },
+        # Digests are reports too: each one hands the authority a checkpoint of the audit chain.
+        "audit_chain_head": audit_checkpoint(),
     }
     if content == DigestContent.LIST:
         key = destination.get_pseudonym_key()

@@ -17,7 +17,7 @@ from reporting.models import DigestEntry, Report
 from reporting.services.delivery import report_deliver
 from reporting.services.escalation import escalations_scan
 from reporting.services.reports import report_approve
-from tests.conftest import incident_fields
+from tests.conftest import incident_fields, login_verified
 from tests.reporting.conftest import SYSTEM, make_destination
 from tests.reporting.test_delivery import receiver  # noqa: F401  (the sandbox receiver fixture)
 from tests.reporting.test_digests import digest_of, sev3
@@ -55,7 +55,7 @@ def test_an_overdue_digest_is_escalated_like_any_stage(default_destination):
 def test_the_clock_board_shows_digests_and_their_incidents(client, staff_user, default_destination):
     incident = sev3()
     digest = digest_of(incident)
-    client.force_login(staff_user)
+    login_verified(client, staff_user)
     board = client.get(reverse("admin:reporting_report_changelist")).content.decode()
     assert f"digest {digest.period_start:%Y-%m-%d}" in board
     page = client.get(reverse("admin:reporting_report_change", args=[digest.pk])).content.decode()

@@ -31,7 +31,7 @@ from reporting.services.delivery import report_freeze
 from reporting.services.reports import report_approve
 from reporting.services.rules import DEFAULT_RULES, read_rules_file, rules_export, rules_load
 from reporting.signing import signing_key_current
-from tests.conftest import incident_fields
+from tests.conftest import incident_fields, login_verified
 from tests.reporting.conftest import SYSTEM, make_destination
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "digest-schema.v1.json").read_text())
@@ -292,9 +292,22 @@ def test_the_admin_refuses_a_digest_stage_without_a_period(client, staff_user, d
     from reporting.models import ReportingRule
     from tests.incidents.test_admin import submit
 
-    client.force_login(staff_user)
+    login_verified(client, staff_user)
     rule = ReportingRule.objects.get(destination=default_destination, name="sev3-weekly-digest")
     url = reverse("admin:reporting_reportingrule_change", args=[rule.pk])
     response = submit(client, url, {"stages-0-digest_period": ""}, form_id="reportingrule_form")
     assert response.status_code == 200
     assert "digest_period" in response.context["inline_admin_formsets"][0].formset.forms[0].errors
+
+
+@pytest.mark.django_db
+def test_a_digest_carries_the_sealed_audit_chain_head_like_every_report(default_destination):
+    from incidents.selectors import audit_chain_head
+    from incidents.services.audit_chain import audit_seal
+
+    incident = sev3()
+    audit_seal()
+    head = audit_chain_head()
+    document = build_document(report=digest_of(incident))
+    Draft202012Validator(SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(document)
+    assert document["audit_chain_head"]["seq"] == head.seq and document["audit_chain_head"]["hash"] == head.hash

@@ -25,7 +25,7 @@ from reporting.services.delivery import report_freeze
 from reporting.services.rule_reschedule import rule_reschedule_open_reports
 from reporting.services.rules import DEFAULT_RULES, read_rules_file, rules_export, rules_load
 from reporting.signing import signing_key_current
-from tests.conftest import make_incident
+from tests.conftest import login_verified, make_incident
 from tests.incidents.test_admin import scrape, submit
 
 pytestmark = pytest.mark.django_db
@@ -148,7 +148,7 @@ def test_the_clock_board_shows_and_filters_stages_no_longer_owed(client, staff_u
     data = default_rules()
     sev1(data)["is_active"] = False
     load(data, default_destination, staff_actor)
-    client.force_login(staff_user)
+    login_verified(client, staff_user)
     page = client.get(reverse("admin:reporting_report_changelist") + "?unowed=yes").content.decode()
     assert "rule no longer owes it" in page and incident.reference in page
     assert "the rule is inactive" in page
@@ -252,7 +252,7 @@ def test_a_rule_named_twice_in_one_file_is_refused(default_destination, staff_ac
 
 def test_an_admin_rule_edit_reschedules_and_relabels_at_once(client, staff_user, default_destination):
     incident = make_incident(severity="SEV-1")
-    client.force_login(staff_user)
+    login_verified(client, staff_user)
     rule = ReportingRule.objects.get(destination=default_destination, name="sev1-critical")
     url = reverse("admin:reporting_reportingrule_change", args=[rule.pk])
     form = scrape(client.get(url), "reportingrule_form")
@@ -267,7 +267,7 @@ def test_an_admin_rule_edit_reschedules_and_relabels_at_once(client, staff_user,
 
 
 def test_an_admin_stage_key_cannot_change_once_saved(client, staff_user, default_destination):
-    client.force_login(staff_user)
+    login_verified(client, staff_user)
     rule = ReportingRule.objects.get(destination=default_destination, name="sev1-critical")
     url = reverse("admin:reporting_reportingrule_change", args=[rule.pk])
     response = submit(client, url, {"stages-0-key": "something-else"}, form_id="reportingrule_form")
@@ -278,7 +278,7 @@ def test_an_admin_stage_key_cannot_change_once_saved(client, staff_user, default
 
 
 def test_a_new_admin_stage_without_a_key_takes_its_name(client, staff_user, default_destination):
-    client.force_login(staff_user)
+    login_verified(client, staff_user)
     rule = ReportingRule.objects.get(destination=default_destination, name="sev2-high")
     url = reverse("admin:reporting_reportingrule_change", args=[rule.pk])
     response = submit(client, url, {"stages-TOTAL_FORMS": "4", "stages-3-name": "closing", "stages-3-kind": "final",
