@@ -32,10 +32,10 @@ class LoginForm(forms.Form):
 
 class TotpForm(forms.Form):
     token = forms.RegexField(
-        regex=r"^\s*\d{6}\s*$", label="Code from your authenticator app", max_length=12,
+        regex=r"^\s*[0-9]{6}\s*$", label="Code from your authenticator app", max_length=12,
         error_messages={"invalid": "Enter the 6-digit code."},
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True,
-                                      "pattern": r"\d{6}"}),
+                                      "pattern": "[0-9]{6}"}),
     )
 
     def clean_token(self) -> str:

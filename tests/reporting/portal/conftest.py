@@ -38,7 +38,8 @@ def deliver(report: Report, *, receipt: dict | None = None) -> Report:
     accepted = SendResult(outcome=AttemptOutcome.DELIVERED, http_status=200,
                           receipt=receipt if receipt is not None else {"status": "accepted", "receipt_id": "r-1"},
                           response_excerpt='{"status": "accepted"}')
-    Report.objects.filter(pk=report.pk).update(next_attempt_at=timezone.now())
+    # Later stages may wait for a clock or an approval; the portal only cares that they were delivered.
+    Report.objects.filter(pk=report.pk).update(status=ReportStatus.PENDING, next_attempt_at=timezone.now())
     with mock.patch("reporting.services.delivery._send", return_value=(accepted, 12)):
         assert report_deliver(report_id=report.pk).outcome == "delivered"
     report.refresh_from_db()
