@@ -96,7 +96,8 @@ def login_code_view(request: HttpRequest) -> HttpResponse:
             return render(request, "portal/login_code.html", {"form": form}, status=400)
         device = code_step(request, reviewer=reviewer, token=form.cleaned_data["token"])
         if device is not None:
-            next_url = request.session.get(NEXT_KEY) or reverse("portal:report-list")
+            next_url = request.session.pop(NEXT_KEY, None) or reverse("portal:report-list")
+            pending_clear(request)
             login(request, reviewer.user, backend="django.contrib.auth.backends.ModelBackend")
             otp_login(request, device)
             reviewer_login_succeeded(reviewer=reviewer, ip=client_ip(request))

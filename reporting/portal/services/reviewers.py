@@ -15,7 +15,6 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -111,7 +110,7 @@ def reviewer_is_locked(reviewer: Reviewer) -> bool:
 def reviewer_login_failed(*, reviewer: Reviewer, step: str, ip: str | None) -> Reviewer:
     """Count one failure (``step`` is "password" or "totp"); the one that reaches the limit locks the account.
 
-    An expired lockout starts the count again. The increment is done by the database, so concurrent
+    An expired lockout starts the count again. The row is locked while counting, so concurrent
     failures are all counted.
     """
     actor = Actor.system("portal-login")
@@ -120,9 +119,8 @@ def reviewer_login_failed(*, reviewer: Reviewer, step: str, ip: str | None) -> R
         row = Reviewer.objects.select_for_update().get(pk=reviewer.pk)
         if row.locked_until is not None and row.locked_until <= now:
             row.failed_login_count, row.locked_until = 0, None
-        row.failed_login_count = F("failed_login_count") + 1
+        row.failed_login_count += 1
         row.save(update_fields=["failed_login_count", "locked_until"])
-        row.refresh_from_db(fields=["failed_login_count"])
         audit_record(actor=actor, action="reviewer_login_failed", obj=row,
                      changes={"step": step, "ip": ip, "failed_login_count": row.failed_login_count})
         if row.failed_login_count >= settings.MIR_PORTAL_LOCKOUT_FAILURES and row.locked_until is None:

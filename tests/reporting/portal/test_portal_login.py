@@ -134,6 +134,44 @@ def test_a_lockout_ends_by_itself(world, settings):
     assert reviewer.failed_login_count == 0 and reviewer.locked_until is None
 
 
+def test_after_a_lockout_ends_the_count_starts_again(world, settings):
+    settings.MIR_PORTAL_LOCKOUT_FAILURES = 2
+    client = Client()
+    for _ in range(2):
+        password_step(client, "reviewer_a", "wrong password entirely")
+    Reviewer.objects.filter(user__username="reviewer_a").update(locked_until=timezone.now() - timedelta(seconds=1))
+    password_step(client, "reviewer_a", "wrong password entirely")
+    reviewer = Reviewer.objects.get(user__username="reviewer_a")
+    assert reviewer.failed_login_count == 1 and reviewer.locked_until is None
+    assert password_step(client, "reviewer_a").status_code == 302
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_failures_are_all_counted(world, settings):
+    settings.MIR_PORTAL_LOCKOUT_FAILURES = 100
+    import threading
+
+    from django.db import connection as conn
+
+    from reporting.portal.services.reviewers import reviewer_login_failed
+
+    reviewer = Reviewer.objects.get(user__username="reviewer_a")
+
+    def fail():
+        try:
+            reviewer_login_failed(reviewer=reviewer, step="password", ip="10.0.0.1")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=fail) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    reviewer.refresh_from_db()
+    assert reviewer.failed_login_count == 6
+
+
 def test_staff_can_unlock_a_reviewer_in_the_admin(world, settings, staff_user):
     settings.MIR_PORTAL_LOCKOUT_FAILURES = 1
     password_step(Client(), "reviewer_a", "wrong password entirely")
