@@ -107,6 +107,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reports", type=int, default=100_000)
     args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL"):
+        sys.exit("set DATABASE_URL to a scratch database: this adds rows and never removes them")
     setup_test_environment()
     template = seed(args.reports)
     authority = Authority.objects.get(name="Bench authority")

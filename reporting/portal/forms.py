@@ -17,7 +17,18 @@ def _no_nul(value: str) -> str:
     return value
 
 
-class LoginForm(forms.Form):
+class AccessibleErrorsForm(forms.Form):
+    """Fields with an error say so to screen readers and point at their message (portal/includes/field.html)."""
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        for name in self.errors:
+            if name in self.fields:
+                self.fields[name].widget.attrs.update(
+                    {"aria-invalid": "true", "aria-describedby": f"{self[name].auto_id}-error"})
+
+
+class LoginForm(AccessibleErrorsForm):
     username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"autocomplete": "username",
                                                                              "autofocus": True}))
     password = forms.CharField(max_length=1024, strip=False,
@@ -30,7 +41,7 @@ class LoginForm(forms.Form):
         return _no_nul(self.cleaned_data["password"])
 
 
-class TotpForm(forms.Form):
+class TotpForm(AccessibleErrorsForm):
     token = forms.RegexField(
         regex=r"^\s*[0-9]{6}\s*$", label="Code from your authenticator app", max_length=12,
         error_messages={"invalid": "Enter the 6-digit code."},
@@ -46,7 +57,7 @@ def _choices(values: list[str]) -> list[tuple[str, str]]:
     return [("", "Any"), *((value, value) for value in values)]
 
 
-class ReportFilterForm(forms.Form):
+class ReportFilterForm(AccessibleErrorsForm):
     """The list's query string. Every field is optional; a bad value is a message, never a 500."""
 
     delivered_from = forms.DateField(required=False, label="Delivered from", input_formats=["%Y-%m-%d"],

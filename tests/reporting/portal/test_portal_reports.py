@@ -202,6 +202,21 @@ def test_bad_query_parameters_are_a_clear_400_not_a_500(client_a, report_a, para
     assert response.context["page"] is None
 
 
+def test_a_bad_field_is_marked_for_screen_readers(client_a):
+    body = client_a.get(LIST, {"category": "NOPE"}).content.decode()
+    assert 'aria-invalid="true"' in body and 'aria-describedby="id_category-error"' in body
+    assert 'id="id_category-error"' in body
+
+
+def test_pages_have_landmarks_a_skip_link_and_labels(client_a, report_a):
+    for url in (LIST, detail(report_a)):
+        body = client_a.get(url).content.decode()
+        assert '<a class="skip-link" href="#main">' in body and '<main id="main"' in body
+        assert "<header" in body and "<nav" in body and "<footer" in body and "<h1>" in body
+    body = client_a.get(LIST).content.decode()
+    assert "<caption>" in body and 'label for="id_q"' in body
+
+
 def test_pagination(client_a, world, settings):
     settings.MIR_PORTAL_PAGE_SIZE = 2
     reports = [delivered_report("authority-a", title=f"Incident {n}") for n in range(3)]
