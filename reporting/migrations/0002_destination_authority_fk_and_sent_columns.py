@@ -99,8 +99,15 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="report",
             index=models.Index(
-                condition=models.Q(("status", "delivered")), fields=["destination", "-delivered_at"],
+                condition=models.Q(("status", "delivered")), fields=["destination", "-delivered_at", "-id"],
                 name="report_delivered_by_dest",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="report",
+            index=models.Index(
+                condition=models.Q(("status", "delivered")), fields=["-delivered_at", "-id"],
+                name="report_delivered_newest",
             ),
         ),
     ]

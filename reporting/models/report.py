@@ -99,9 +99,15 @@ class Report(models.Model):
                 fields=["due_at"], name="report_open_by_due",
                 condition=Q(status__in=["awaiting_approval", "pending", "failed"]),
             ),
-            # The reviewers' portal: one authority's delivered stages, newest first (its few destinations).
+            # The reviewers' portal: one authority's delivered stages, newest first. Per destination for an
+            # authority with few reports among many; in delivery order, filtered by destination, for one with
+            # many (LIMIT stops the scan early). The planner picks.
             models.Index(
-                fields=["destination", "-delivered_at"], name="report_delivered_by_dest",
+                fields=["destination", "-delivered_at", "-id"], name="report_delivered_by_dest",
+                condition=Q(status="delivered"),
+            ),
+            models.Index(
+                fields=["-delivered_at", "-id"], name="report_delivered_newest",
                 condition=Q(status="delivered"),
             ),
         ]

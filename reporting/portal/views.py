@@ -6,13 +6,13 @@ import json
 from uuid import UUID
 
 from django.conf import settings
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from reporting.portal.documents import document_of, document_sections, signature_check, stix_bundle_bytes
 from reporting.portal.forms import ReportFilterForm
 from reporting.portal.models import AccessAction
+from reporting.portal.pagination import COUNT_CEILING, CappedPaginator
 from reporting.portal.selectors import (
     ReportFilters,
     reviewer_other_stages,
@@ -34,10 +34,12 @@ def report_list(request: HttpRequest) -> HttpResponse:
         # Nothing is listed for a query we cannot read: a clear message beats a silently wider list.
         return render(request, "portal/report_list.html", context, status=400)
     filters = form.filters() if request.GET else ReportFilters()
-    paginator = Paginator(reviewer_report_list(reviewer=reviewer, filters=filters), settings.MIR_PORTAL_PAGE_SIZE)
+    paginator = CappedPaginator(reviewer_report_list(reviewer=reviewer, filters=filters), settings.MIR_PORTAL_PAGE_SIZE)
     number = (form.cleaned_data.get("page") if request.GET else None) or 1
     if number > max(paginator.num_pages, 1):
         context["page_error"] = f"There is no page {number}; the last page is {max(paginator.num_pages, 1)}."
+        if paginator.capped:
+            context["page_error"] += " Narrow the filters (e.g. the delivery dates) to reach older reports."
         return render(request, "portal/report_list.html", context, status=400)
     page = paginator.page(number)
     query = request.GET.copy()
@@ -45,7 +47,7 @@ def report_list(request: HttpRequest) -> HttpResponse:
     reviewer_access_record(reviewer=reviewer, action=AccessAction.LIST, ip=client_ip(request),
                            query=request.GET.urlencode())
     context.update({"page": page, "reports": page.object_list, "query": query.urlencode(),
-                    "total": paginator.count})
+                    "total": min(paginator.count, COUNT_CEILING), "capped": paginator.capped})
     return render(request, "portal/report_list.html", context)
 
 

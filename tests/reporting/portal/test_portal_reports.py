@@ -227,6 +227,21 @@ def test_pagination(client_a, world, settings):
     assert client_a.get(LIST, {"page": 3}).status_code == 400
 
 
+def test_the_count_stops_at_a_ceiling(client_a, world, settings, monkeypatch):
+    from reporting.portal import pagination, views
+
+    monkeypatch.setattr(pagination, "COUNT_CEILING", 2)
+    monkeypatch.setattr(views, "COUNT_CEILING", 2)
+    settings.MIR_PORTAL_PAGE_SIZE = 1
+    for n in range(4):
+        delivered_report("authority-a", title=f"Incident {n}")
+    response = client_a.get(LIST)
+    assert "More than 2 reports" in response.content.decode()
+    assert client_a.get(LIST, {"page": 3}).status_code == 200
+    response = client_a.get(LIST, {"page": 4})
+    assert response.status_code == 400 and "Narrow the filters" in response.content.decode()
+
+
 def test_the_list_takes_a_constant_number_of_queries(client_a, world):
     delivered_report("authority-a", title="One")
     with CaptureQueriesContext(connection) as one:
