@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/mir
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint bench-intake bench-delivery bench-audit migrate clean
+.PHONY: run test lint bench-intake bench-delivery bench-audit bench-portal migrate clean
 
 $(VENV)/.runtime: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench-delivery: $(VENV)/.dev
 # Needs the PostgreSQL of this machine kind (127.0.0.1:5432, trust); uses the database mir_bench_audit.
 bench-audit: $(VENV)/.dev
 	$(PY) scripts/bench_audit_chain.py $(BENCH_ARGS)
+
+# Adds rows to the database in DATABASE_URL (set it to a scratch one); see docs/performance.md ("Portal").
+bench-portal: $(VENV)/.dev
+	$(PY) scripts/bench_portal.py $(BENCH_ARGS)
 
 migrate: $(VENV)/.runtime
 	$(PY) manage.py migrate

@@ -28,6 +28,17 @@ class StaffAdminSite(OTPAdminSite):
 
         return [path("compliance/", self.admin_view(compliance_view), name="compliance"), *super().get_urls()]
 
+    def has_permission(self, request: HttpRequest) -> bool:
+        """Staff only, and never a reviewer: a reviewer account made staff by mistake still stays out."""
+        if not super().has_permission(request):
+            return False
+        # Asked several times per page: remember the answer on the request.
+        if not hasattr(request, "_mir_is_reviewer"):
+            from reporting.portal.models import Reviewer
+
+            request._mir_is_reviewer = Reviewer.objects.filter(user_id=request.user.pk).exists()
+        return not request._mir_is_reviewer
+
     def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:
         from incidents.selectors import incident_triage_queue_count
         from reporting.selectors import escalations_unacknowledged_count, reports_due_within, reports_overdue_count

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "incidents",
     "reporting",
+    "reporting.portal",
 ]
 
 MIDDLEWARE = [
@@ -218,6 +219,20 @@ MIR_SWEEP_BATCH = env_int("MIR_SWEEP_BATCH", 200, minimum=1)
 MIR_ESCALATION_EMAILS = env_list("MIR_ESCALATION_EMAILS")
 MIR_WEBHOOK_CA_BUNDLE = env_str("MIR_WEBHOOK_CA_BUNDLE") or None
 MIR_FALLBACK_THRESHOLD_SECONDS = env_int("MIR_FALLBACK_THRESHOLD_SECONDS", 6 * 3600, minimum=0)
+
+# Reviewers' portal (docs/portal.md). Failures (password or code) count per account; after
+# MIR_PORTAL_LOCKOUT_FAILURES in a row the account is refused for MIR_PORTAL_LOCKOUT_SECONDS. One address
+# that fails MIR_PORTAL_IP_MAX_FAILURES times in that period is refused too, whatever names it tries.
+MIR_PORTAL_LOCKOUT_FAILURES = env_int("MIR_PORTAL_LOCKOUT_FAILURES", 5, minimum=1)
+MIR_PORTAL_LOCKOUT_SECONDS = env_int("MIR_PORTAL_LOCKOUT_SECONDS", 15 * 60, minimum=1)
+MIR_PORTAL_IP_MAX_FAILURES = env_int("MIR_PORTAL_IP_MAX_FAILURES", 20, minimum=1)
+MIR_PORTAL_PAGE_SIZE = env_int("MIR_PORTAL_PAGE_SIZE", 25, minimum=1)
+# The TOTP issuer shown in authenticator apps.
+OTP_TOTP_ISSUER = env_str("MIR_TOTP_ISSUER", "Misuse incident reporting")
+# django-otp's own back-off would refuse a correct code for seconds after a wrong one; the lockout
+# above is the policy instead (it counts code failures too), so its throttle is off.
+OTP_TOTP_THROTTLE_FACTOR = 0
+LOGIN_URL = "portal:login"
 
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

@@ -39,8 +39,8 @@ class DestinationAdmin(ServiceErrorsAdminMixin, admin.ModelAdmin):
     list_display = ("name", "authority", "transport_code", "address", "disclosure_code", "tlp", "accepts_child_safety",
                     "fallback_name", "is_active")
     list_filter = ("transport", "is_active", "max_disclosure", "accepts_child_safety")
-    list_select_related = ("fallback",)
-    search_fields = ("name", "authority", "address")
+    list_select_related = ("fallback", "authority")
+    search_fields = ("name", "authority__name", "address")
     change_readonly_fields = ("name", "transport", "secret_state", "pseudonym_key_state", "rules_list", "public_id",
                               "created_at", "updated_at")
 

@@ -15,7 +15,10 @@ from reporting.encryption import decrypt, encrypt
 class Destination(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=100, unique=True)
-    authority = models.CharField(max_length=200, help_text="The authority this endpoint belongs to")
+    authority = models.ForeignKey(
+        "portal.Authority", on_delete=models.PROTECT, related_name="destinations",
+        help_text="The authority this endpoint belongs to; its reviewers see what was delivered here",
+    )
     transport = models.CharField(max_length=16, choices=Transport.choices)
     address = models.CharField(
         max_length=500, help_text="HTTPS URL (webhook), TAXII collection URL (taxii) or e-mail address (email)"
@@ -45,7 +48,8 @@ class Destination(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.authority})"
+        # The name alone: the authority is another row, and menus list every destination.
+        return self.name
 
     def set_secret(self, secret: str) -> None:
         self.secret_encrypted = encrypt(secret) if secret else ""

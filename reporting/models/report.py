@@ -59,6 +59,12 @@ class Report(models.Model):
     signature = models.CharField(max_length=200, blank=True, editable=False)
     signing_key_id = models.CharField(max_length=64, blank=True, editable=False)
     frozen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Copied from the frozen document at freeze time, so the reviewers' portal filters and searches what
+    # was sent (never the live incident, which re-triage may have changed) on plain indexed columns.
+    sent_reference = models.CharField(max_length=40, blank=True, editable=False)
+    sent_title = models.CharField(max_length=300, blank=True, editable=False)
+    sent_category = models.CharField(max_length=32, blank=True, editable=False)
+    sent_severity = models.CharField(max_length=16, blank=True, editable=False)
 
     delivered_at = models.DateTimeField(null=True, blank=True)
     receipt = models.JSONField(null=True, blank=True)
@@ -115,6 +121,17 @@ class Report(models.Model):
             models.Index(
                 fields=["due_at"], name="report_open_by_due",
                 condition=Q(status__in=["awaiting_approval", "pending", "failed"]),
+            ),
+            # The reviewers' portal: one authority's delivered stages, newest first. Per destination for an
+            # authority with few reports among many; in delivery order, filtered by destination, for one with
+            # many (LIMIT stops the scan early). The planner picks.
+            models.Index(
+                fields=["destination", "-delivered_at", "-id"], name="report_delivered_by_dest",
+                condition=Q(status="delivered"),
+            ),
+            models.Index(
+                fields=["-delivered_at", "-id"], name="report_delivered_newest",
+                condition=Q(status="delivered"),
             ),
         ]
 

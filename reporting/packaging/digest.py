@@ -79,7 +79,7 @@ def build_digest_document(*, report: Report, now: datetime | None = None) -> dic
         "handling": {
             "tlp": _stricter_tlp(destination.tlp, *(i.tlp for i in incidents)),
             "disclosure": Disclosure.DIGESTS,
-            "recipient": {"destination_id": str(destination.public_id), "authority": destination.authority},
+            "recipient": {"destination_id": str(destination.public_id), "authority": destination.authority.name},
         },
         "deadline": {
             "clock_start": "period_end",

@@ -273,7 +273,7 @@ def _handling(report: Report, text: Text) -> dict:
     return {
         "tlp": _stricter_tlp(incident.tlp, destination.tlp),
         "disclosure": Disclosure.RAW_CONTENT if raw else Disclosure.DIGESTS,
-        "recipient": {"destination_id": str(destination.public_id), "authority": destination.authority},
+        "recipient": {"destination_id": str(destination.public_id), "authority": destination.authority.name},
         "evidence": evidence,
     }
 

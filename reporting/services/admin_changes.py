@@ -16,6 +16,7 @@ from incidents.services.audit import audit_record
 from reporting.choices import DISCLOSURE_ORDER, OPEN_REPORT_STATUSES, Disclosure, Transport
 from reporting.encryption import mask
 from reporting.models import Destination, Escalation, ReportingRule
+from reporting.portal.models import Authority
 from reporting.services.destinations import validate_address
 from reporting.services.rule_reschedule import rule_reschedule_open_reports
 from reporting.services.rules import rule_as_data
@@ -31,8 +32,8 @@ def _check_destination_fields(destination: Destination, fields: dict) -> dict:
     if unknown:
         raise ValidationError({name: ["cannot be changed"] for name in sorted(unknown)})
     cleaned = dict(fields)
-    if "authority" in cleaned and not str(cleaned["authority"]).strip():
-        raise ValidationError({"authority": ["must not be empty"]})
+    if "authority" in cleaned and not isinstance(cleaned["authority"], Authority):
+        raise ValidationError({"authority": ["choose an authority"]})
     if "address" in cleaned:
         cleaned["address"] = validate_address(transport=destination.transport, address=cleaned["address"])
     if "max_disclosure" in cleaned and cleaned["max_disclosure"] not in Disclosure.values:
@@ -49,7 +50,7 @@ def _check_destination_fields(destination: Destination, fields: dict) -> dict:
 
 
 def _change_value(value: object) -> object:
-    return value.name if isinstance(value, Destination) else value
+    return value.name if isinstance(value, (Destination, Authority)) else value
 
 
 def destination_update(

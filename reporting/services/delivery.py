@@ -81,9 +81,23 @@ def report_freeze(*, report_id: int) -> Report:
             report.payload = payload.decode("utf-8")
             report.payload_sha256, report.signing_key_id, report.signature = digest, key_id, signature
             report.frozen_at = timezone.now()
+            sent = _sent_columns(json.loads(payload)["document"])
+            for name, value in sent.items():
+                setattr(report, name, value)
             report.save(update_fields=["payload", "payload_sha256", "signing_key_id", "signature", "frozen_at",
-                                       "updated_at"])
+                                       *sent, "updated_at"])
     return report
+
+
+def _sent_columns(document: dict) -> dict[str, str]:
+    """What the reviewers' portal filters on, as sent (see Report.sent_*)."""
+    identity, classification = document.get("identity") or {}, document.get("classification") or {}
+    return {
+        "sent_reference": str(identity.get("incident_reference") or "")[:40],
+        "sent_title": str(identity.get("title") or "")[:300],
+        "sent_category": str(classification.get("category") or "")[:32],
+        "sent_severity": str(classification.get("severity") or "")[:16],
+    }
 
 
 def _destination_share_locked(destination_id: int) -> Destination:

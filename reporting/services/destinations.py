@@ -14,6 +14,8 @@ from incidents.services.audit import audit_record
 from reporting.choices import Disclosure, Transport
 from reporting.encryption import mask
 from reporting.models import Destination
+from reporting.portal.models import Authority
+from reporting.portal.services.authorities import authority_get_or_create
 
 
 def validate_address(*, transport: str, address: str) -> str:
@@ -33,14 +35,16 @@ def validate_address(*, transport: str, address: str) -> str:
 
 
 def destination_create(
-    *, actor: Actor, name: str, authority: str, transport: str, address: str, secret: str = "", username: str = "",
+    *, actor: Actor, name: str, authority: Authority | str, transport: str, address: str, secret: str = "",
+    username: str = "",
     max_disclosure: str = Disclosure.DIGESTS, tlp: str = Tlp.AMBER_STRICT, accepts_child_safety: bool = False,
     fallback: Destination | None = None,
 ) -> Destination:
+    """``authority`` is an Authority or its exact name (made on first use, so scripts keep passing names)."""
     errors = {}
     if not name.strip():
         errors["name"] = ["must not be empty"]
-    if not authority.strip():
+    if isinstance(authority, str) and not authority.strip():
         errors["authority"] = ["must not be empty"]
     if transport not in Transport.values:
         errors["transport"] = [f"one of {', '.join(Transport.values)}"]
@@ -58,6 +62,8 @@ def destination_create(
     with transaction.atomic():
         if Destination.objects.filter(name=name).exists():
             raise ValidationError({"name": [f"a destination named {name!r} already exists"]})
+        if isinstance(authority, str):
+            authority = authority_get_or_create(actor=actor, name=authority)
         destination = Destination(
             name=name, authority=authority, transport=transport, address=address, username=username,
             max_disclosure=max_disclosure, tlp=tlp, accepts_child_safety=accepts_child_safety, fallback=fallback,
@@ -67,7 +73,7 @@ def destination_create(
         destination.save()
         audit_record(
             actor=actor, action="destination_created", obj=destination,
-            changes={"name": name, "authority": authority, "transport": transport, "address": address,
+            changes={"name": name, "authority": authority.name, "transport": transport, "address": address,
                      "secret": mask(secret), "max_disclosure": max_disclosure, "tlp": tlp,
                      "accepts_child_safety": accepts_child_safety, "fallback": fallback.name if fallback else None},
         )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
+from django.utils.text import slugify
 from jsonschema import Draft202012Validator
 
 from incidents.actors import Actor
@@ -38,6 +39,7 @@ from reporting.models import Destination, Report, ReportingRule, RuleStage
 from reporting.packaging.canonical import canonical_bytes, payload_sha256
 from reporting.packaging.document import SCHEMA_ID, ChildSafetyRefused, build_document
 from reporting.packaging.pseudonyms import Redactor, pseudonymize
+from reporting.portal.models import Authority
 from tests.conftest import SYSTEM, incident_fields, make_detector, make_incident
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "report-schema.v1.json"
@@ -52,8 +54,11 @@ OUTPUT = "def disable_edr(): ...  # model output marker 5521"
 # --- helpers (plain functions: test_signing.py imports them) ------------------------------------
 
 def make_dest(name: str = "authority-a", **kwargs) -> Destination:
+    authority_name = kwargs.pop("authority", f"Authority {name}")
+    authority = Authority.objects.filter(name=authority_name).first() or Authority.objects.create(
+        name=authority_name, slug=slugify(authority_name))
     destination = Destination(
-        name=name, authority=kwargs.pop("authority", f"Authority {name}"), transport="webhook",
+        name=name, authority=authority, transport="webhook",
         address="http://127.0.0.1:9/hook", **kwargs,
     )
     destination.set_secret("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())

@@ -26,7 +26,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("name")
-        parser.add_argument("--authority", required=True)
+        parser.add_argument("--authority", required=True,
+                            help="The authority's name; made if no authority has this exact name yet")
         parser.add_argument("--transport", required=True, choices=Transport.values)
         parser.add_argument("--address", required=True, help="https URL, TAXII collection URL, or e-mail address")
         parser.add_argument("--username", default="", help="TAXII basic-auth user")
@@ -69,7 +70,7 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         self.stdout.write(f"Created destination {destination.name!r} ({destination.public_id}) for "
-                          f"{destination.authority} via {destination.transport} at {destination.address}.")
+                          f"{destination.authority.name} via {destination.transport} at {destination.address}.")
         if o["generate_secret"]:
             self.stdout.write("Webhook secret (shown once; give it to the receiver):")
             self.stdout.write(secret)
