@@ -1,6 +1,8 @@
 from reporting.models.destination import Destination
+from reporting.models.receipt import Receipt
 from reporting.models.report import DeliveryAttempt, Escalation, Report
 from reporting.models.rules import ReportingRule, RuleStage
 from reporting.models.signing import SigningKey
 
-__all__ = ["DeliveryAttempt", "Destination", "Escalation", "Report", "ReportingRule", "RuleStage", "SigningKey"]
+__all__ = ["DeliveryAttempt", "Destination", "Escalation", "Receipt", "Report", "ReportingRule", "RuleStage",
+           "SigningKey"]

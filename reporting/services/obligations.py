@@ -124,7 +124,9 @@ def obligations_sync(*, incident: Incident, actor: Actor, kind: str = "updated",
     opened: list[Report] = []
     # A new incident has no reports yet: skip the query on the intake hot path.
     existing = [] if kind == "created" else list(
-        Report.objects.select_for_update().filter(incident=incident).select_related("destination")
+        # Only the reports are locked (of=self): their destinations are read, not changed, and locking them
+        # would make every delivery to one authority wait for the others (docs/performance.md).
+        Report.objects.select_for_update(of=("self",)).filter(incident=incident).select_related("destination")
     )
     by_key = {(r.rule_id, r.stage_name, r.sequence): r for r in existing}
     delivered: dict[int, DeliveredStages] = defaultdict(DeliveredStages)
