@@ -21,7 +21,7 @@ from reporting.choices import AttemptOutcome, EscalationLevel, ReportStatus
 from reporting.models import DeliveryAttempt, Destination, Report
 from reporting.packaging.document import PackagingRefused
 from reporting.services.escalation import escalation_raise
-from reporting.services.obligations import obligations_sync
+from reporting.services.obligations import INCIDENT_SYNC_FIELDS, obligations_sync
 from reporting.services.receipts import receipt_record
 from reporting.services.reports import incident_lock_for_report, report_set_status
 from reporting.transports import transport_for
@@ -213,10 +213,11 @@ def _record(*, claimed: Report, result: SendResult, started_at: datetime, durati
     deferred: Exception | None = None
     with transaction.atomic():
         # The incident first, then the report, as everywhere (obligations_sync below locks the incident's
-        # other reports). The incident is read fresh with its lock, since the obligations depend on it; the
+        # other reports). The incident is read fresh with its lock (the columns the obligations depend on); the
         # report's own row is re-read under its lock. Its destination is the one the claim read: the name
         # in the audit trail is all that is used of it, and nothing here depends on it staying put.
-        incident = Incident.objects.select_for_update(of=("self",)).filter(reports__pk=report_id).get()
+        incident = (Incident.objects.select_for_update(of=("self",)).filter(reports__pk=report_id)
+                    .only(*INCIDENT_SYNC_FIELDS).get())
         report = Report.objects.select_for_update(of=("self",)).get(pk=report_id)
         report.incident, report.destination = incident, claimed.destination
         number = report.attempt_count + 1

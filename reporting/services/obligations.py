@@ -31,6 +31,13 @@ from reporting.obligations import (
 from reporting.obligations import owed_stages as compute_owed
 from reporting.services.reports import report_set_status
 
+# The incident columns obligations_sync reads (for a "delivered" change) and the audit trail names: a caller
+# holding the incident only for the sync may load just these (delivery does: the row has some 60 columns).
+INCIDENT_SYNC_FIELDS = (
+    "public_id", "category", "severity", "determination", "reportability", "reportability_reason",
+    "imminent_risk_to_life", "detected_at", "aware_at", "determined_at", "resolved_at",
+)
+
 
 def facts_of(incident: Incident) -> IncidentFacts:
     return IncidentFacts(
