@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from incidents.actors import Actor
@@ -99,7 +99,7 @@ def report_claim_frozen(*, report_id: int, lease_token: uuid.UUID | None = None,
     return mine, report, refused
 
 
-def _claim_queryset(report_id: int, lease_token: uuid.UUID | None, now: datetime):  # noqa: ANN202
+def _claim_queryset(report_id: int, lease_token: uuid.UUID | None, now: datetime) -> QuerySet[Report]:
     free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
     if lease_token is not None:
         free |= Q(lease_token=lease_token)
