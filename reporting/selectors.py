@@ -5,13 +5,18 @@ delivered or a person withdraws it. "Overdue" is an open stage whose deadline ha
 """
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.db.models import Case, F, IntegerField, Prefetch, QuerySet, Value, When
 from django.utils import timezone
 
 from reporting.choices import OPEN_REPORT_STATUSES
-from reporting.models import Escalation, Report
+from reporting.models import Escalation, Receipt, Report
+
+if TYPE_CHECKING:
+    from reporting.portal.models import Authority
 
 # Board order: open stages first, then the soonest deadline; stages whose clock has not started last.
 BOARD_ORDERING = ("open_rank", F("due_at").asc(nulls_last=True), "id")
@@ -59,3 +64,26 @@ def escalations_board() -> QuerySet[Escalation]:
         Escalation.objects.select_related("report__incident", "report__destination", "acknowledged_by")
         .order_by(*ESCALATION_ORDERING)
     )
+
+
+def receipts_for_authority(*, authority: Authority) -> QuerySet[Receipt]:
+    """Receipts of the reports owed to ``authority``: the scope a reviewer of that authority may read.
+
+    Scoped by the report's own destination (the authority it was owed to), also when it went out through
+    an e-mail fallback. Only delivered reports have receipts, so nothing undelivered can appear.
+    """
+    return (
+        Receipt.objects.filter(report__destination__authority_id=authority.pk)
+        .select_related("report", "report__destination", "attempt", "destination")
+        .order_by("-delivered_at", "-id")
+    )
+
+
+def receipt_for_report(*, authority: Authority, report_public_id: uuid.UUID | str) -> Receipt:
+    """One report's receipt within the authority's scope; Receipt.DoesNotExist (a 404) outside it."""
+    return receipts_for_authority(authority=authority).get(report__public_id=report_public_id)
+
+
+def receipt_of(report: Report) -> Receipt | None:
+    """Staff: a report's receipt, if it was delivered."""
+    return Receipt.objects.select_related("destination", "attempt").filter(report=report).first()

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Mapping
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -131,8 +132,14 @@ def published_keys() -> list[dict]:
 def sign_payload(payload: bytes) -> tuple[str, str]:
     """Sign ``payload`` with the current key: (key_id, base64url signature)."""
     key = signing_key_current()
-    private = Ed25519PrivateKey.from_private_bytes(b64url_decode(decrypt(key.private_key_encrypted)))
-    return key.key_id, b64url(private.sign(payload))
+    return key.key_id, b64url(_private_key(key.key_id, key.private_key_encrypted).sign(payload))
+
+
+@lru_cache(maxsize=8)
+def _private_key(key_id: str, private_key_encrypted: str) -> Ed25519PrivateKey:
+    # Which key is current is read from the database on every signature, so a rotation takes effect at
+    # once in every process; only the decrypted key object of a given row is kept.
+    return Ed25519PrivateKey.from_private_bytes(b64url_decode(decrypt(private_key_encrypted)))
 
 
 def verify_signature(payload: bytes, signature: str, public_key: str) -> bool:

@@ -444,6 +444,7 @@ class Drain:
     delivered: int = 0
     failed: int = 0
     retried: int = 0
+    receipts: int = 0  # delivered stages whose Receipt holds the report's SHA-256
     enqueue_seconds: float = 0.0
     seconds: float = 0.0
     rate: float = 0.0
@@ -465,11 +466,11 @@ class Drain:
 
 
 def drain(*, report_ids: list[int], meter: CpuMeter, progress: float, timeout: float, log) -> Drain:  # noqa: ANN001
-    from django.db.models import Count, Q
+    from django.db.models import Count, F, Q
     from django.utils import timezone
 
     from reporting.dispatch import enqueue
-    from reporting.models import DeliveryAttempt, Report
+    from reporting.models import DeliveryAttempt, Receipt, Report
 
     result = Drain(stages=len(report_ids))
     low, high = min(report_ids), max(report_ids)
@@ -506,6 +507,7 @@ def drain(*, report_ids: list[int], meter: CpuMeter, progress: float, timeout: f
     delivered_at = [r[0] for r in rows if r[0] is not None]
     result.delivered, result.failed = len(delivered_at), counts["failed"]
     result.retried = sum(1 for r in rows if r[2] > 1)
+    result.receipts = Receipt.objects.filter(report__in=burst, payload_sha256=F("report__payload_sha256")).count()
     end = max(delivered_at)
     result.seconds = (end - t0).total_seconds()
     result.rate = result.delivered / result.seconds
@@ -604,11 +606,14 @@ def ledger_accepted_verified(data_dir: Path, ids: set[str]) -> int:
 PROFILE_STEPS = [
     ("release_stale_connections", "connection checks around each task"),
     ("report_claim ", "claim (conditional UPDATE)"),
+    ("_freeze_fields ", "freeze: destination share lock, then the steps below"),
     ("build_document ", "freeze: build the document (ORM reads, pseudonyms)"),
     ("canonical_bytes ", "freeze: RFC 8785 canonical JSON"),
     ("sign_payload ", "freeze: sign (current key, decrypt, Ed25519)"),
     ("report_freeze ", "freeze: locks, UPDATE, commit"),
+    ("report_claim_frozen ", "claim + freeze: locks, report query, conditional UPDATE, commit"),
     ("obligations_sync ", "record: obligations sync (next stages)"),
+    ("receipt_record ", "record: receipt, status, audit event"),
     ("_record ", "record: attempt, status, audit, commit"),
     ("_send ", "send: sign the webhook, POST (httpx), read receipt"),
     ("report_deliver ", "report_deliver, other"),
@@ -720,7 +725,11 @@ def print_summary(report: dict) -> None:
               "the figures do not describe a clean drain (see the receiver's and the worker's logs with --keep)")
     print(f"HTTP part of each attempt (DeliveryAttempt.duration_ms): p50 {fmt(drained['http_p50_ms'], '.0f')} ms, "
           f"p99 {fmt(drained['http_p99_ms'], '.0f')} ms; retried {drained['retried']}, failed {drained['failed']}; "
-          f"ledger: {drained['ledger_accepted_verified']:,} accepted and verified")
+          f"ledger: {drained['ledger_accepted_verified']:,} accepted and verified; "
+          f"receipts: {drained.get('receipts', 0):,}")
+    if drained.get("receipts", 0) != drained["delivered"]:
+        print(f"WARNING: {drained['delivered']:,} stages delivered but {drained.get('receipts', 0):,} "
+              "receipts match them")
     print()
     print("CPU milliseconds per stage (pipeline) and per POST (raw loop):")
     groups = list(dict.fromkeys([*drained["cpu_ms_per_stage"], *raw["cpu_ms_per_post"]]))

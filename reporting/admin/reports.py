@@ -13,14 +13,14 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from reporting.admin.clock import highest_escalation, is_overdue, time_left_html
 from reporting.admin.report_actions import REPORT_ACTIONS, report_buttons, report_label
 from reporting.admin.report_document import digest_incidents_html, document_view
 from reporting.choices import OPEN_REPORT_STATUSES, ReportStatus
 from reporting.models import DeliveryAttempt, Escalation, Report
-from reporting.selectors import BOARD_ORDERING, reports_board
+from reporting.selectors import BOARD_ORDERING, receipt_of, reports_board
 
 SHOW_ALL = "all"
 OPEN = "open"
@@ -154,6 +154,7 @@ _CHANGE_FIELDSETS = [
                                 "attempt_count")}),
     ("Approval", {"fields": ("requires_approval", "approved_by", "approved_at", "disclosure")}),
     ("Delivery", {"fields": ("delivered_at", "receipt_display", "failed_at", "last_error")}),
+    ("Proof of submission", {"fields": ("proof_display",)}),
     ("Late", {"fields": ("late", "late_reason")}),
     ("Withdrawal", {"fields": ("withdrawn_by", "withdrawn_at", "withdrawn_reason")}),
     ("Record", {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
@@ -162,6 +163,7 @@ _WITHDRAWAL = "Withdrawal"
 # Folded unless they apply to the report.
 _FOLD_UNLESS = {
     "Approval": lambda r: r.requires_approval or r.approved_at is not None,
+    "Proof of submission": lambda r: r.delivered_at is not None,
     "Late": lambda r: r.late or bool(r.late_reason) or is_overdue(r, timezone.now()),
 }
 
@@ -305,3 +307,22 @@ class ReportAdmin(admin.ModelAdmin):
         if obj.receipt is None:
             return "—"
         return format_html('<pre class="json-block">{}</pre>', json.dumps(obj.receipt, indent=2, ensure_ascii=False))
+
+    @admin.display(description="Receipt record")
+    def proof_display(self, obj: Report):  # noqa: ANN201
+        proof = receipt_of(obj)
+        if proof is None:
+            return "— (written when the report is delivered)"
+        rows = [
+            ("SHA-256 of the bytes sent", proof.payload_sha256), ("Size", f"{proof.payload_size} bytes"),
+            ("Signing key", proof.signing_key_id), ("Message id (webhook-id)", str(proof.message_id)),
+            ("Sent (UTC)", f"{proof.sent_at:%Y-%m-%d %H:%M:%S}"),
+            ("Delivered (UTC)", f"{proof.delivered_at:%Y-%m-%d %H:%M:%S}"),
+            ("Transport", proof.get_transport_display()),
+            ("To", f"{proof.address} ({proof.destination.name}, {proof.authority})"
+                   + (" via the e-mail fallback" if proof.via_fallback else "")),
+            ("Receiver's status", str(proof.response_status) if proof.response_status is not None else "—"),
+        ]
+        body = format_html_join("", "<tr><th>{}</th><td><code>{}</code></td></tr>", rows)
+        answer = format_html('<pre class="json-block">{}</pre>', proof.response_excerpt or "—")
+        return format_html('<table class="receipt-proof">{}</table>{}', body, answer)

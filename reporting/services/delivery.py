@@ -11,16 +11,18 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from incidents.actors import Actor
+from incidents.models import Incident
 from reporting.backoff import next_attempt_at
 from reporting.choices import AttemptOutcome, EscalationLevel, ReportStatus
 from reporting.models import DeliveryAttempt, Destination, Report
 from reporting.packaging.document import PackagingRefused
 from reporting.services.escalation import escalation_raise
-from reporting.services.obligations import obligations_sync
+from reporting.services.obligations import INCIDENT_SYNC_FIELDS, obligations_sync
+from reporting.services.receipts import receipt_record
 from reporting.services.reports import incident_lock_for_report, report_set_status
 from reporting.transports import transport_for
 from reporting.transports.base import Endpoint, FrozenReport, SendResult
@@ -44,49 +46,105 @@ def report_claim(
     and can only take an unleased report. A lease that ran out (a worker died mid-send) is free again.
     """
     now = now or timezone.now()
-    free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
-    if lease_token is not None:
-        free |= Q(lease_token=lease_token)
     mine = uuid.uuid4()
-    taken = (
-        Report.objects.filter(pk=report_id, status=ReportStatus.PENDING, next_attempt_at__lte=now)
-        .filter(free)
-        .update(
-            lease_token=mine,
-            lease_expires_at=now + timedelta(seconds=settings.MIR_DELIVERY_LEASE_SECONDS),
-        )
+    taken = _claim_queryset(report_id, lease_token, now).update(
+        lease_token=mine, lease_expires_at=now + timedelta(seconds=settings.MIR_DELIVERY_LEASE_SECONDS),
     )
     return mine if taken == 1 else None
 
 
 def report_freeze(*, report_id: int) -> Report:
     """Build, canonicalise and sign the document once; every retry sends these bytes."""
+    with transaction.atomic():
+        # The incident first, as everywhere; then the report, read with what the document needs.
+        incident_lock_for_report(report_id)
+        report = _report_for_freeze(report_id, lock=True)
+        if report.frozen_at is None:
+            fields = _freeze_fields(report)
+            report.save(update_fields=[*fields, "updated_at"])
+    return report
+
+
+def report_claim_frozen(*, report_id: int, lease_token: uuid.UUID | None = None,
+                        now: datetime | None = None) -> tuple[uuid.UUID | None, Report | None, Exception | None]:
+    """Claim and (at first send) freeze in one transaction: (lease, report, packaging refusal).
+
+    Delivery's hot path: one commit instead of two. The incident and the report are row-locked first (in
+    the order every path uses), so the claimability read below cannot change before the conditional
+    UPDATE, which still takes the lease only where the sweeper's query would, its row count checked. A
+    report that may not be packaged for its destination is claimed all the same (the refusal is returned)
+    so that the caller records the permanent failure under its lease.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        incident_lock_for_report(report_id)
+        report = _report_for_freeze(report_id, lock=True, missing_ok=True)
+        if report is None or not _claimable(report, lease_token, now):
+            return None, None, None
+        fields: dict = {}
+        refused: Exception | None = None
+        if report.frozen_at is None:
+            try:
+                fields = _freeze_fields(report)
+            except PackagingRefused as exc:
+                refused = exc
+        mine = uuid.uuid4()
+        lease = {"lease_token": mine,
+                 "lease_expires_at": now + timedelta(seconds=settings.MIR_DELIVERY_LEASE_SECONDS)}
+        taken = _claim_queryset(report_id, lease_token, now).update(**lease, **fields, updated_at=timezone.now())
+        if taken != 1:
+            return None, None, None
+        for name, value in lease.items():
+            setattr(report, name, value)
+    return mine, report, refused
+
+
+def _claim_queryset(report_id: int, lease_token: uuid.UUID | None, now: datetime) -> QuerySet[Report]:
+    free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+    if lease_token is not None:
+        free |= Q(lease_token=lease_token)
+    return Report.objects.filter(pk=report_id, status=ReportStatus.PENDING, next_attempt_at__lte=now).filter(free)
+
+
+def _claimable(report: Report, lease_token: uuid.UUID | None, now: datetime) -> bool:
+    """The claim's condition, read under the row lock (the UPDATE re-checks it in SQL)."""
+    if report.status != ReportStatus.PENDING or report.next_attempt_at is None or report.next_attempt_at > now:
+        return False
+    free = report.lease_expires_at is None or report.lease_expires_at < now
+    return free or (lease_token is not None and report.lease_token == lease_token)
+
+
+def _report_for_freeze(report_id: int, *, lock: bool, missing_ok: bool = False) -> Report | None:
+    # The incident row is already locked by the caller: only the report is locked here, so the
+    # destination, rule and stage read with it are not.
+    rows = Report.objects.select_related("incident", "incident__detector", "destination", "destination__authority", "rule", "stage")
+    if lock:
+        rows = rows.select_for_update(of=("self",))
+    report = rows.filter(pk=report_id).first()
+    if report is None and not missing_ok:
+        raise Report.DoesNotExist(report_id)
+    return report
+
+
+def _freeze_fields(report: Report) -> dict:
+    """Freeze ``report`` in memory and return the columns to write with it."""
     from reporting.signing import freeze
 
-    with transaction.atomic():
-        # The report and its incident are locked for the whole freeze (the incident first, as everywhere);
-        # the same query reads what the document needs besides (rule, stage, detector, destination).
-        incident_lock_for_report(report_id)
-        report = (
-            Report.objects.select_for_update(of=("self",))  # the incident is locked above (a digest has none)
-            .select_related("incident", "incident__detector", "destination", "rule", "stage")
-            .get(pk=report_id)
-        )
-        if report.frozen_at is None:
-            # The destination (pseudonym key, disclosure, TLP) is read again under a share lock: no change to
-            # it can commit during the freeze (destination_update waits, as before), while freezes of other
-            # reports to the same authority no longer queue behind each other on an exclusive row lock.
-            report.destination = _destination_share_locked(report.destination_id)
-            payload, digest, key_id, signature = freeze(report)
-            report.payload = payload.decode("utf-8")
-            report.payload_sha256, report.signing_key_id, report.signature = digest, key_id, signature
-            report.frozen_at = timezone.now()
-            sent = _sent_columns(json.loads(payload)["document"])
-            for name, value in sent.items():
-                setattr(report, name, value)
-            report.save(update_fields=["payload", "payload_sha256", "signing_key_id", "signature", "frozen_at",
-                                       *sent, "updated_at"])
-    return report
+    # The destination (pseudonym key, disclosure, TLP) is read again under a share lock: no change to it
+    # can commit during the freeze (destination_update waits), while freezes of other reports to the same
+    # authority do not queue behind each other on an exclusive row lock.
+    locked = _destination_share_locked(report.destination_id)
+    if locked.authority_id == report.destination.authority_id:
+        # The authority row read with the report (its name goes into the document) still applies.
+        locked.authority = report.destination.authority
+    report.destination = locked
+    payload, digest, key_id, signature = freeze(report)
+    fields = {"payload": payload.decode("utf-8"), "payload_sha256": digest, "signing_key_id": key_id,
+              "signature": signature, "frozen_at": timezone.now(),
+              **_sent_columns(json.loads(payload)["document"])}
+    for name, value in fields.items():
+        setattr(report, name, value)
+    return fields
 
 
 def _sent_columns(document: dict) -> dict[str, str]:
@@ -146,43 +204,42 @@ def _send(report: Report, destination: Destination) -> tuple[SendResult, int]:
 
 def report_deliver(*, report_id: int, lease_token: uuid.UUID | None = None) -> DeliveryOutcome:
     now = timezone.now()
-    mine = report_claim(report_id=report_id, lease_token=lease_token, now=now)
+    mine, report, refused = report_claim_frozen(report_id=report_id, lease_token=lease_token, now=now)
     if mine is None:
         return DeliveryOutcome(report_id, "skipped")
-    try:
-        report = report_freeze(report_id=report_id)
-    except PackagingRefused as exc:
+    if refused is not None:
         # The document must not be built for this destination (e.g. CHILD_SAFETY to a normal one):
         # a permanent failure that a person sees at once, never a retry loop.
-        report = Report.objects.select_related("destination").get(pk=report_id)
-        refused = SendResult(outcome=AttemptOutcome.PERMANENT, error_class=type(exc).__name__,
-                             response_excerpt=str(exc)[:2000])
-        return _record(report_id=report_id, lease=mine, result=refused, started_at=timezone.now(), duration_ms=0,
+        result = SendResult(outcome=AttemptOutcome.PERMANENT, error_class=type(refused).__name__,
+                            response_excerpt=str(refused)[:2000])
+        return _record(claimed=report, result=result, started_at=timezone.now(), duration_ms=0,
                        destination=report.destination, via_fallback=False)
     destination, via_fallback = _endpoint_for(report, now)
     started_at = timezone.now()
     # No transaction is open here: the HTTP call never holds a database lock.
     result, duration_ms = _send(report, destination)
-    return _record(report_id=report_id, lease=mine, result=result, started_at=started_at, duration_ms=duration_ms,
+    return _record(claimed=report, result=result, started_at=started_at, duration_ms=duration_ms,
                    destination=destination, via_fallback=via_fallback)
 
 
-def _record(*, report_id: int, lease: uuid.UUID, result: SendResult, started_at: datetime, duration_ms: int,
+def _record(*, claimed: Report, result: SendResult, started_at: datetime, duration_ms: int,
             destination: Destination, via_fallback: bool) -> DeliveryOutcome:
     now = timezone.now()
+    report_id = claimed.pk
     deferred: Exception | None = None
     with transaction.atomic():
-        # The report and its incident are locked (the incident first, as everywhere: obligations_sync below
-        # locks the incident's other reports); the destination is only read (nothing here depends on it
-        # staying put), so recording attempts for one authority does not serialise on its row.
-        incident_lock_for_report(report_id)
-        report = (
-            Report.objects.select_for_update(of=("self",))  # the incident is locked above (a digest has none)
-            .select_related("incident", "destination")
-            .get(pk=report_id)
-        )
+        # The incident first, then the report, as everywhere (obligations_sync below locks the incident's
+        # other reports). The incident is read fresh with its lock (the columns the obligations depend on); the
+        # report's own row is re-read under its lock. Its destination is the one the claim read: the name
+        # in the audit trail is all that is used of it, and nothing here depends on it staying put.
+        incident = None  # a digest belongs to no incident
+        if claimed.incident_id is not None:
+            incident = (Incident.objects.select_for_update(of=("self",)).filter(reports__pk=report_id)
+                        .only(*INCIDENT_SYNC_FIELDS).get())
+        report = Report.objects.select_for_update(of=("self",)).get(pk=report_id)
+        report.incident, report.destination = incident, claimed.destination
         number = report.attempt_count + 1
-        DeliveryAttempt.objects.create(
+        attempt = DeliveryAttempt.objects.create(
             report=report, number=number, started_at=started_at, duration_ms=duration_ms, outcome=result.outcome,
             http_status=result.http_status, error_class=result.error_class[:100],
             response_excerpt=result.response_excerpt[:2000], address=destination.address, via_fallback=via_fallback,
@@ -196,20 +253,16 @@ def _record(*, report_id: int, lease: uuid.UUID, result: SendResult, started_at:
         # The attempt count is saved with the next state, in one UPDATE.
         release = {"lease_token": None, "lease_expires_at": None, "attempt_count": number}
         if result.outcome == AttemptOutcome.DELIVERED:
-            late = report.due_at is not None and now > report.due_at
-            report_set_status(
-                report=report, actor=SYSTEM, to=ReportStatus.DELIVERED, action="report_delivered",
-                fields={"delivered_at": now, "receipt": result.receipt or {}, "late": late,
-                        "next_attempt_at": None, "last_error": "", **release},
-            )
+            receipt_record(report=report, attempt=attempt, destination=destination, result=result, actor=SYSTEM,
+                           delivered_at=now, release=release)
             # A delivery can start the next stage's clock (previous_delivered) or a periodic update. Synced in
             # this transaction, on the incident locked above, so a crash cannot record the delivery without
             # the stage it starts. In a savepoint: should it fail, the delivery is still recorded and the
             # error raised afterwards, as when it ran in a transaction of its own.
             try:
                 with transaction.atomic():
-                    if report.incident_id is not None:  # a digest starts no incident's clock
-                        obligations_sync(incident=report.incident, actor=SYSTEM, kind="delivered")
+                    if incident is not None:  # a digest starts no incident's clock
+                        obligations_sync(incident=incident, actor=SYSTEM, kind="delivered")
             except Exception as exc:  # noqa: BLE001  (re-raised below, after the delivery is committed)
                 deferred = exc
         elif result.outcome == AttemptOutcome.PERMANENT:

@@ -32,6 +32,13 @@ from reporting.obligations import owed_stages as compute_owed
 from reporting.services.digests import digest_join, digest_stages
 from reporting.services.reports import report_set_status
 
+# The incident columns obligations_sync reads (for a "delivered" change) and the audit trail names: a caller
+# holding the incident only for the sync may load just these (delivery does: the row has some 60 columns).
+INCIDENT_SYNC_FIELDS = (
+    "public_id", "category", "severity", "determination", "reportability", "reportability_reason",
+    "imminent_risk_to_life", "detected_at", "aware_at", "determined_at", "resolved_at",
+)
+
 
 def facts_of(incident: Incident) -> IncidentFacts:
     return IncidentFacts(
@@ -133,7 +140,9 @@ def obligations_sync(*, incident: Incident, actor: Actor, kind: str = "updated",
     opened: list[Report] = []
     # A new incident has no reports yet: skip the query on the intake hot path.
     existing = [] if kind == "created" else list(
-        Report.objects.select_for_update().filter(incident=incident).select_related("destination")
+        # Only the reports are locked (of=self): their destinations are read, not changed, and locking them
+        # would make every delivery to one authority wait for the others (docs/performance.md).
+        Report.objects.select_for_update(of=("self",)).filter(incident=incident).select_related("destination")
     )
     by_key = {(r.rule_id, r.stage_key, r.sequence): r for r in existing}
     delivered: dict[int, DeliveredStages] = defaultdict(DeliveredStages)

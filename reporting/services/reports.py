@@ -28,7 +28,8 @@ class ReportTransitionError(Exception):
 
 
 def report_set_status(
-    *, report: Report, actor: Actor, to: str, fields: dict | None = None, reason: str = "", action: str = ""
+    *, report: Report, actor: Actor, to: str, fields: dict | None = None, reason: str = "", action: str = "",
+    audit_changes: dict | None = None,
 ) -> Report:
     """Apply one move of the table with the fields it implies; lock, save, audit. Caller's transaction."""
     if not transaction.get_connection().in_atomic_block:
@@ -44,7 +45,7 @@ def report_set_status(
     audit_record(
         actor=actor, action=action or f"report_{to}", obj=report.incident or report,
         changes={"report": str(report.public_id), "stage": f"{report.stage_name}#{report.sequence}",
-                 "destination": report.destination.name, **changes},
+                 "destination": report.destination.name, **changes, **(audit_changes or {})},
         reason=reason,
     )
     return report
