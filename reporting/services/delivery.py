@@ -117,7 +117,8 @@ def _claimable(report: Report, lease_token: uuid.UUID | None, now: datetime) -> 
 def _report_for_freeze(report_id: int, *, lock: bool, missing_ok: bool = False) -> Report | None:
     # The incident row is already locked by the caller: only the report is locked here, so the
     # destination, rule and stage read with it are not.
-    rows = Report.objects.select_related("incident", "incident__detector", "destination", "destination__authority", "rule", "stage")
+    rows = Report.objects.select_related("incident", "incident__detector", "destination", "destination__authority",
+                                         "rule", "stage")
     if lock:
         rows = rows.select_for_update(of=("self",))
     report = rows.filter(pk=report_id).first()
