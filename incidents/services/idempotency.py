@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from incidents.models import Detector, IdempotencyKey
+from incidents.models.fast_insert import rows_insert
 
 
 class ClaimResult(Enum):
@@ -69,10 +70,13 @@ def _insert_claim(**values: object) -> IdempotencyKey:
     ``atomic()`` would only add a BEGIN and a COMMIT round trip to every request. Inside a caller's
     transaction a savepoint keeps a unique violation from breaking that transaction.
     """
+    record = IdempotencyKey(**values)
     if transaction.get_connection().in_atomic_block:
         with transaction.atomic():
-            return IdempotencyKey.objects.create(**values)
-    return IdempotencyKey.objects.create(**values)
+            rows_insert([record])
+    else:
+        rows_insert([record])
+    return record
 
 
 def idempotency_claim(*, detector: Detector, key: str, fingerprint: str) -> Claim:
