@@ -130,11 +130,15 @@ def idempotency_complete(*, record: IdempotencyKey, status: int, body: dict) -> 
     """Store the response; call inside the transaction that did the work."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("idempotency_complete must run in the transaction that did the work")
-    body_field = IdempotencyKey._meta.get_field("response_body")
+    meta = IdempotencyKey._meta
+    # Values go through their fields, as the ORM would: SQLite stores datetimes as text in Django's
+    # own format, so a raw datetime parameter would never match the stored lease.
+    lease = meta.get_field("lease_expires_at").get_db_prep_value(record.lease_expires_at, connection)
     with connection.cursor() as cursor:
         cursor.execute(_complete_sql(), [
-            IdempotencyKey.State.COMPLETED.value, status, body_field.get_db_prep_save(body, connection),
-            record.pk, IdempotencyKey.State.IN_FLIGHT.value, record.lease_expires_at,
+            IdempotencyKey.State.COMPLETED.value, status,
+            meta.get_field("response_body").get_db_prep_save(body, connection),
+            record.pk, IdempotencyKey.State.IN_FLIGHT.value, lease,
         ])
         updated = cursor.rowcount
     if updated != 1:
