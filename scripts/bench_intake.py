@@ -622,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
            "SECRET_KEY": secrets.token_urlsafe(64), "ALLOWED_HOSTS": "127.0.0.1,localhost",
            "CELERY_BROKER_URL": "filesystem://", "MIR_VAR_DIR": str(work_dir), "LOG_LEVEL": "WARNING",
            "MIR_DETECTOR_RATE_PER_MINUTE": "100000000", "PYTHONUNBUFFERED": "1"}
-    for name in ("DJANGO_SETTINGS_MODULE", "CACHE_URL", "DB_CONN_MAX_AGE"):  # reproducible unless asked
+    for name in ("DJANGO_SETTINGS_MODULE", "CACHE_URL", "DB_CONN_MAX_AGE", "DB_SERVER_SIDE_BINDING"):  # unless asked
         env.pop(name, None)
     server_env = dict(env)
     if args.conn_max_age is not None:
