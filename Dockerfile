@@ -29,5 +29,5 @@ RUN MIR_ENV=production ALLOWED_HOSTS=build.invalid \
 USER mir
 EXPOSE 8000
 # No HEALTHCHECK here: the worker and beat run this image too. Compose probes web's /healthz.
-CMD ["gunicorn", "reporting.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "30", \
-     "--access-logfile", "-"]
+CMD ["gunicorn", "reporting.wsgi:application", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", \
+     "--workers", "2", "--threads", "4", "--timeout", "30", "--access-logfile", "-"]

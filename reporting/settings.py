@@ -108,6 +108,11 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # SQLite serialises writers; wait for the lock instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+elif env_bool("DB_SERVER_SIDE_BINDING", True):
+    # Server-side parameters let psycopg prepare a statement once it has run five times on a
+    # connection; PostgreSQL then stops parsing and planning the intake path's statements afresh
+    # (docs/performance.md). Turn it off behind PgBouncer in transaction mode older than 1.21.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (rate limits); Redis when CACHE_URL is set so limits hold across processes ----------

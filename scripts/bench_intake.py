@@ -31,6 +31,7 @@ import json
 import multiprocessing
 import os
 import queue
+import re
 import secrets
 import shutil
 import signal
@@ -494,6 +495,12 @@ class Gunicorn:
 
 # --- Report ------------------------------------------------------------------------------------
 
+def _db_name(value: str) -> str:
+    if not re.fullmatch(r"mir_bench[a-z0-9_]{0,30}", value):
+        raise argparse.ArgumentTypeError("must start with mir_bench, then lower-case letters, digits or _")
+    return value
+
+
 def median(values: list[float | None]) -> float | None:
     known = sorted(v for v in values if v is not None)
     if not known:
@@ -560,6 +567,7 @@ def print_table(title: str, lines: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global DB_NAME  # noqa: PLW0603  (--db; read by prepare_database and backend_pids, in this process only)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=20.0, help="counted seconds per phase (20)")
     parser.add_argument("--warmup", type=float, default=3.0, help="uncounted seconds before each phase (3)")
@@ -569,7 +577,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gunicorn", action="append", type=parse_gunicorn, metavar="KIND:SIZE",
                         help=f"sync:W or gthread:WxT; repeat to compare ({DEFAULT_GUNICORN})")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432",
-                        help="PostgreSQL server on loopback (%(default)s); the benchmark owns its database mir_bench")
+                        help="PostgreSQL server on loopback (%(default)s); the benchmark owns its database (--db)")
+    parser.add_argument("--db", default=DB_NAME, type=_db_name,
+                        help="the benchmark's own database, dropped and recreated (%(default)s); pick another "
+                             "name when someone else may be benchmarking on the same server")
     parser.add_argument("--conn-max-age", type=int, default=None,
                         help="DB_CONN_MAX_AGE for gunicorn (the settings' default: persistent)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
@@ -585,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need 1-64 clients, 1-20 rounds, a positive duration and progress interval, warm-up >= 0")
     if urllib.parse.urlsplit(args.pg).hostname not in {"127.0.0.1", "localhost", "::1"}:
         parser.error("--pg must be on loopback")
+    DB_NAME = args.db
     configs = args.gunicorn or [parse_gunicorn(DEFAULT_GUNICORN)]
     extra_env = {}
     for item in args.env:
@@ -610,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
            "SECRET_KEY": secrets.token_urlsafe(64), "ALLOWED_HOSTS": "127.0.0.1,localhost",
            "CELERY_BROKER_URL": "filesystem://", "MIR_VAR_DIR": str(work_dir), "LOG_LEVEL": "WARNING",
            "MIR_DETECTOR_RATE_PER_MINUTE": "100000000", "PYTHONUNBUFFERED": "1"}
-    for name in ("DJANGO_SETTINGS_MODULE", "CACHE_URL", "DB_CONN_MAX_AGE"):  # reproducible unless asked
+    for name in ("DJANGO_SETTINGS_MODULE", "CACHE_URL", "DB_CONN_MAX_AGE", "DB_SERVER_SIDE_BINDING"):  # unless asked
         env.pop(name, None)
     server_env = dict(env)
     if args.conn_max_age is not None:

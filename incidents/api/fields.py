@@ -13,6 +13,26 @@ _RFC3339 = re.compile(
 )
 
 
+def _parse(text: str) -> datetime | None:
+    match = _RFC3339.match(text)
+    if not match:
+        return None
+    frac = (match["frac"] or "")[:7]  # microseconds: a dot and six digits
+    tz = "+00:00" if match["tz"] in "Zz" else match["tz"]
+    try:
+        return datetime.fromisoformat(f"{match['date']}T{match['time']}{frac}{tz}")
+    except ValueError:
+        return None
+
+
+def parse_rfc3339(text: str) -> datetime | None:
+    """What ``Rfc3339Field`` accepts, as an aware UTC datetime; None for anything it refuses."""
+    value = _parse(text)
+    if value is None or not 1970 <= value.year <= 9000:
+        return None
+    return value.astimezone(UTC)
+
+
 class StrictCharField(serializers.CharField):
     def to_internal_value(self, data: object) -> str:
         if not isinstance(data, str):
@@ -55,14 +75,8 @@ class Rfc3339Field(serializers.Field):
     def to_internal_value(self, data: object) -> datetime:
         if not isinstance(data, str):
             self.fail("invalid")
-        match = _RFC3339.match(data)
-        if not match:
-            self.fail("invalid")
-        frac = (match["frac"] or "")[:7]  # microseconds: a dot and six digits
-        tz = "+00:00" if match["tz"] in "Zz" else match["tz"]
-        try:
-            value = datetime.fromisoformat(f"{match['date']}T{match['time']}{frac}{tz}")
-        except ValueError:
+        value = _parse(data)
+        if value is None:
             self.fail("invalid")
         if not 1970 <= value.year <= 9000:
             self.fail("range")

@@ -5,6 +5,7 @@ from django.db import models, transaction
 from incidents.actors import Actor
 from incidents.choices import ActorKind
 from incidents.models import AuditEvent, Incident
+from incidents.models.fast_insert import rows_insert
 
 
 def audit_record(
@@ -18,7 +19,7 @@ def audit_record(
     """Append one audit event. Must run inside the caller's transaction (same commit as the change)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must be called inside the service's transaction")
-    return AuditEvent.objects.create(
+    event = AuditEvent(
         incident=obj if isinstance(obj, Incident) else getattr(obj, "incident", None),
         object_type=obj._meta.label_lower,
         object_id=str(getattr(obj, "public_id", None) or obj.pk),
@@ -30,3 +31,5 @@ def audit_record(
         changes=changes or {},
         reason=reason,
     )
+    rows_insert([event])
+    return event

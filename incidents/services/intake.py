@@ -15,6 +15,7 @@ from incidents.actors import Actor
 from incidents.choices import OPEN_STATUSES, ActorKind, DetectionSource, Severity
 from incidents.hooks import IncidentChange, run_incident_hooks
 from incidents.models import Incident
+from incidents.models.fast_insert import rows_insert
 from incidents.services.audit import audit_record
 from incidents.services.parts import EvidenceInput, parts_attach, parts_prepare
 from incidents.validation import normalize_countries, normalize_techniques
@@ -195,7 +196,7 @@ def incident_create(
                     evidence=prepared[2],
                 )
                 return IntakeResult(incident=existing, grouped=True)
-        draft.save()
+        rows_insert([draft])
         counts = parts_attach(
             incident=draft, actor=actor, accounts=prepared[0], indicators=prepared[1], evidence=prepared[2],
             is_new=True,

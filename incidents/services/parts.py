@@ -13,6 +13,7 @@ from incidents.actors import Actor
 from incidents.choices import EnforcementAction, EvidenceKind
 from incidents.hooks import IncidentChange, run_incident_hooks
 from incidents.models import Account, Evidence, Incident, Indicator
+from incidents.models.fast_insert import rows_insert
 from incidents.services.audit import audit_record
 from incidents.validation import is_sha256_hex, normalize_indicator
 
@@ -126,9 +127,9 @@ def parts_attach(
     new_evidence = [e for e in evidence if e.sha256 not in known_digests]
     for row in (*new_accounts, *new_indicators, *new_evidence):
         row.incident = incident
-    Account.objects.bulk_create(new_accounts)
-    Indicator.objects.bulk_create(new_indicators)
-    Evidence.objects.bulk_create(new_evidence)
+    rows_insert(new_accounts)
+    rows_insert(new_indicators)
+    rows_insert(new_evidence)
     counts = {"accounts": len(new_accounts), "indicators": len(new_indicators), "evidence": len(new_evidence)}
     if not is_new and any(counts.values()):
         _part_changed(

@@ -29,6 +29,7 @@ from reporting.obligations import (
     rule_applies,
 )
 from reporting.obligations import owed_stages as compute_owed
+from reporting.rule_set_cache import rule_set_cached
 from reporting.services.digests import digest_join, digest_stages
 from reporting.services.reports import report_set_status
 
@@ -73,6 +74,11 @@ def rule_spec(rule: ReportingRule) -> RuleSpec:
 
 
 def active_rules() -> list[tuple[ReportingRule, RuleSpec]]:
+    """The active rules with their specs; shared, read-only objects (reporting.rule_set_cache)."""
+    return rule_set_cached(_load_active_rules)
+
+
+def _load_active_rules() -> list[tuple[ReportingRule, RuleSpec]]:
     rules = (
         ReportingRule.objects.filter(is_active=True, destination__is_active=True)
         .select_related("destination")

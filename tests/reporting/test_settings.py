@@ -21,7 +21,7 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 # values (or another test's) cannot leak in.
 _CONTROLLED = {
     "MIR_ENV", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "DB_CONN_MAX_AGE", "SECURE_SSL_REDIRECT",
-    "BEHIND_TLS_PROXY", "SECURE_HSTS_SECONDS", "CACHE_URL", "MIR_ENCRYPTION_KEY",
+    "BEHIND_TLS_PROXY", "SECURE_HSTS_SECONDS", "CACHE_URL", "MIR_ENCRYPTION_KEY", "DB_SERVER_SIDE_BINDING",
 }
 
 
@@ -102,6 +102,36 @@ def test_the_development_defaults_need_no_environment(tmp_path):
     assert result.stdout.split() == [
         "django.db.backends.sqlite3", "True", "filesystem://", str(tmp_path / "var" / "celery" / "control"),
     ]
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, "True 5"), ("1", "True 5"), ("0", "None None")])
+def test_postgresql_binds_parameters_on_the_server_unless_switched_off(tmp_path, value, expected):
+    env = {k: v for k, v in os.environ.items() if k not in _CONTROLLED}
+    env.update(MIR_VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="reporting.settings",
+               DATABASE_URL="postgres://postgres@127.0.0.1:5432/unused")
+    if value is not None:
+        env["DB_SERVER_SIDE_BINDING"] = value
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "o = s.DATABASES['default'].get('OPTIONS', {}); print(o.get('server_side_binding'), o.get('prepare_threshold'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+@pytest.mark.django_db
+def test_statements_are_prepared_after_five_runs():
+    from django.db import connection
+
+    from incidents.models import Detector
+
+    for _ in range(6):
+        list(Detector.objects.filter(name="x"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] >= 1
 
 
 def test_time_zone_check_fires_when_use_tz_is_off():
