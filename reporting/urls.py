@@ -8,6 +8,7 @@ from reporting.views_keys import signing_keys
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/reviewer/", include("reporting.portal.api.urls")),
     path("api/v1/", include("incidents.api.urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

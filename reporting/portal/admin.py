@@ -201,3 +201,5 @@ class ReviewerAccessAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
         return False
+
+from reporting.portal import admin_tokens  # noqa: E402,F401  (registers ReviewerTokenAdmin)
