@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("portal/", include("reporting.portal.urls")),
+    path("taxii2/", include("reporting.portal.taxii.urls")),
     path("healthz", healthz, name="healthz"),
     path(".well-known/mir-signing-keys.json", signing_keys, name="signing-keys"),
 ]

@@ -1,8 +1,8 @@
-"""Reviewer-token authentication, the read permission and the per-token rate limit.
+"""Reviewer-token authentication, the read permission and the per-reviewer rate limit.
 
-Shared by the reviewer API and TAXII. A token is accepted as ``Authorization: Bearer <token>`` or as
-HTTP Basic with the token as the password and the reviewer's username as the user name (TAXII clients
-such as taxii2-client speak both). Only ReviewerToken rows are consulted: a detector token is unknown
+Shared by the reviewer API and TAXII. A token is accepted as ``Authorization: Bearer <token>`` (or
+``Token <token>``, taxii2-client's TokenAuth) or as HTTP Basic with the token as the password and the
+reviewer's username as the user name. Only ReviewerToken rows are consulted: a detector token is unknown
 here, and DetectorTokenAuthentication never consults this table.
 """
 from __future__ import annotations
@@ -45,12 +45,13 @@ class ReviewerTokenAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         scheme = header[0].decode("latin-1").lower()
-        if scheme not in ("bearer", "basic") or len(header) != 2:
+        # "Token" is what taxii2-client's TokenAuth sends; it means the same as Bearer here.
+        if scheme not in ("bearer", "token", "basic") or len(header) != 2:
             raise exceptions.AuthenticationFailed("use 'Authorization: Bearer <token>' or HTTP Basic with the "
                                                   "token as the password")
         username, secret = None, None
         try:
-            if scheme == "bearer":
+            if scheme != "basic":
                 secret = header[1].decode("ascii")
             else:
                 username, _, secret = base64.b64decode(header[1], validate=True).decode("utf-8").partition(":")
