@@ -188,8 +188,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
-    "TITLE": "Misuse incident reporting: detector API",
-    "DESCRIPTION": "Intake API for automated misuse detectors. See docs/api.md.",
+    "TITLE": "Misuse incident reporting: detector API and reviewer API",
+    "DESCRIPTION": "Intake API for automated misuse detectors, and the read-only reviewer API for authorities. "
+                   "See docs/api.md.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
