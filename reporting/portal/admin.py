@@ -171,8 +171,8 @@ class ReviewerAdmin(ServiceErrorsAdminMixin, admin.ModelAdmin):
 class ReviewerAccessAdmin(admin.ModelAdmin):
     """What each authority's reviewers have looked at. Written by the portal only; nobody edits it."""
 
-    list_display = ("at", "reviewer_name", "authority", "action", "report_link", "ip", "query")
-    list_filter = ("action", "reviewer__authority", "at")
+    list_display = ("at", "reviewer_name", "authority", "channel", "action", "report_link", "ip", "query")
+    list_filter = ("channel", "action", "reviewer__authority", "at")
     list_select_related = ("reviewer__user", "reviewer__authority", "report")
     search_fields = ("reviewer__user__username", "report__public_id", "report__sent_reference", "ip")
     date_hierarchy = "at"

@@ -16,12 +16,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from incidents.choices import Category, Severity
+from reporting.choices import StageKind
 from reporting.portal.api import schema  # noqa: F401  (registers the token's OpenAPI security scheme)
 from reporting.portal.api.authentication import CanReadReports, ReviewerRateThrottle, ReviewerTokenAuthentication
 from reporting.portal.api.pagination import BadQuery, ReviewerCursorPagination
 from reporting.portal.api.serializers import ReportDetail, ReportPage, ReportSummary
 from reporting.portal.documents import signature_check, stix_bundle_bytes
-from reporting.portal.forms import ReportFilterForm
+from reporting.portal.forms import SEARCH_MAX, ReportFilterForm
 from reporting.portal.models import AccessAction, AccessChannel
 from reporting.portal.selectors import (
     reviewer_other_stages,
@@ -63,10 +65,13 @@ class ReviewerReportListView(_ReviewerView):
         parameters=[
             OpenApiParameter("delivered_from", OpenApiTypes.DATE, description="delivered on or after (UTC day)"),
             OpenApiParameter("delivered_to", OpenApiTypes.DATE, description="delivered on or before (UTC day)"),
-            OpenApiParameter("category", str), OpenApiParameter("severity", str),
-            OpenApiParameter("stage", str, enum=["initial", "update", "final"], description="stage kind"),
-            OpenApiParameter("q", str, description="exact reference or words of the title"),
-            OpenApiParameter("limit", int, description="page size, 1 to MIR_REVIEWER_API_MAX_PAGE"),
+            OpenApiParameter("category", str, enum=list(Category.values)),
+            OpenApiParameter("severity", str, enum=list(Severity.values)),
+            OpenApiParameter("stage", str, enum=list(StageKind.values), description="stage kind"),
+            OpenApiParameter("q", {"type": "string", "minLength": 1, "maxLength": SEARCH_MAX},
+                             description="exact reference or words of the title"),
+            OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 100},
+                             description="page size, 1 to MIR_REVIEWER_API_MAX_PAGE (default 100)"),
             OpenApiParameter("cursor", str, description="from a `next`/`previous` link; opaque"),
         ],
         responses={200: ReportPage, 400: _PROBLEM, **_PROBLEMS},
@@ -76,6 +81,15 @@ class ReviewerReportListView(_ReviewerView):
         if unknown:
             raise BadQuery(f"unknown query parameter {unknown[0]!r}",
                            errors=[{"field": name, "message": "unknown parameter"} for name in unknown])
+        empty = sorted(name for name, value in request.query_params.items() if value == "")
+        if empty:
+            # The portal's HTML form sends empty fields for "any"; a machine that sends one has a bug.
+            raise BadQuery(f"{empty[0]} is empty: give a value or leave the parameter out",
+                           errors=[{"field": name, "message": "empty"} for name in empty])
+        repeated = sorted(name for name in request.query_params if len(request.query_params.getlist(name)) > 1)
+        if repeated:
+            raise BadQuery(f"{repeated[0]} is given more than once",
+                           errors=[{"field": name, "message": "given more than once"} for name in repeated])
         form = ReportFilterForm({k: v for k, v in request.query_params.items() if k not in ("cursor", "limit")})
         if not form.is_valid():
             errors = [{"field": field, "message": message} for field, messages in form.errors.items()

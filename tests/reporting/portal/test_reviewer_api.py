@@ -109,7 +109,8 @@ def test_cursor_pagination_walks_every_report_once(world, api_reviewer_a):
     {"cursor": "garbage"}, {"cursor": "cD1ub3QtYS10aW1l"},  # base64 of "p=not-a-time"
     {"category": "NOPE"}, {"severity": "SEV-9"}, {"stage": "middle"}, {"delivered_from": "2026-13-01"},
     {"delivered_from": "2026-02-01", "delivered_to": "2026-01-01"}, {"q": "a\x00b"}, {"q": "x" * 201},
-    {"unknown": "1"}, {"page": "0"},
+    {"unknown": "1"}, {"page": "0"}, {"delivered_to": ""}, {"category": ""}, {"limit": ""},
+    {"category": ["CYBER", "FRAUD"]},
 ])
 def test_bad_queries_are_400_problems(api_reviewer_a, report_a, query):
     response = api_reviewer_a.get(BASE, query)
@@ -171,3 +172,21 @@ def _b64(text: str) -> str:
     import base64
 
     return base64.b64encode(text.encode()).decode()
+
+
+def test_list_and_detail_queries_do_not_grow_with_reports(world, api_reviewer_a):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def count(path: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert api_reviewer_a.get(path).status_code == 200
+        return len(captured)
+
+    first = delivered_report("authority-a", title="One")
+    api_reviewer_a.get(BASE)  # the token's last_used_at is written on first use only
+    small_list, small_detail = count(BASE), count(f"{BASE}{first.public_id}/")
+    for n in range(4):
+        delivered_report("authority-a", title=f"More {n}")
+    assert count(BASE) == small_list
+    assert count(f"{BASE}{first.public_id}/") == small_detail

@@ -122,3 +122,20 @@ def test_empty_collection_and_empty_added_after(taxii_a, collection_a):
     assert response.status_code == 200 and response.json() == {"more": False}
     assert "X-TAXII-Date-Added-First" not in response
     assert ReviewerAccess.objects.filter(action="taxii_objects", report__isnull=True).count() == 1
+
+
+def test_objects_queries_do_not_grow_with_reports(taxii_a, collection_a):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def count() -> int:
+        taxii_a.get(collection_a + "objects/")  # maps new reports once (cached afterwards)
+        with CaptureQueriesContext(connection) as captured:
+            assert taxii_a.get(collection_a + "objects/").status_code == 200
+        return len(captured)
+
+    delivered_report("authority-a", title="One")
+    small = count()
+    for n in range(4):
+        delivered_report("authority-a", title=f"More {n}")
+    assert count() == small
