@@ -7,9 +7,11 @@ report's id as message id, the destination's TLP floor): never the live incident
 definitions and the ATLAS / ATT&CK attack patterns are shared by most reports, and an incident's
 objects by its stages. Its ``date_added`` is the delivery time of the first report that carried it.
 
-The index is rebuilt per request from the scope selector; the mapping of each report (a pure function
-of immutable bytes) is cached under the payload's SHA-256, so a request costs one query for the report
-list, one cache round trip, and a bundle build only for reports never seen before.
+The index is rebuilt per request from the scope selector. The mapping of a report is a pure function of
+immutable bytes, so it is cached under the payload's SHA-256, in two parts: a small outline per report
+(id, version, type of each object), which every request reads to filter, order and page; and the full
+objects, read only for the reports a page actually shows (each report object carries the whole signed
+payload, so the full lists are far larger than the outlines).
 """
 from __future__ import annotations
 
@@ -28,20 +30,22 @@ from reporting.portal.taxii.timestamps import parse_timestamp
 
 logger = logging.getLogger(__name__)
 CACHE_SECONDS = 7 * 24 * 3600
-# Bump when the mapping changes, so no cached object list from the old mapping is served.
+# Bump when the mapping changes, so nothing mapped the old way is served.
 CACHE_VERSION = "v1"
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One object version in the collection."""
+    """One object version in the collection (its object is fetched by entry_objects)."""
 
     date_added: datetime
     object_id: str
     version: str
     version_time: datetime
-    obj: dict
+    type: str
+    spec_version: str
     report: Report
+    position: int  # index in the report's object list
 
     @property
     def sort_key(self) -> tuple:
@@ -51,35 +55,51 @@ class Entry:
 def collection_entries(*, reviewer: Reviewer) -> list[Entry]:
     """Every object version of the reviewer's authority's collection, in (date_added, id, version) order."""
     reports = list(reviewer_feed_reports(reviewer=reviewer))
-    objects_by_report = _objects_of(reviewer, reports)
+    outlines = _cached(reviewer, reports, part="outline")
     seen: dict[tuple[str, str], Entry] = {}
     for report in reports:  # delivery order: the first report carrying an object version adds it
-        for obj in objects_by_report.get(report.pk, []):
-            version = obj.get("modified") or obj.get("created")
-            key = (obj["id"], version)
-            if key not in seen:
-                seen[key] = Entry(date_added=report.delivered_at, object_id=obj["id"], version=version,
-                                  version_time=parse_timestamp(version), obj=obj, report=report)
+        for position, (object_id, version, version_time, kind, spec) in enumerate(outlines.get(report.pk, [])):
+            if (object_id, version) not in seen:
+                seen[(object_id, version)] = Entry(
+                    date_added=report.delivered_at, object_id=object_id, version=version, version_time=version_time,
+                    type=kind, spec_version=spec, report=report, position=position)
     return sorted(seen.values(), key=lambda entry: entry.sort_key)
 
 
-def _cache_key(report: Report) -> str:
-    return f"mir:taxii:{CACHE_VERSION}:{report.public_id}:{report.payload_sha256}:{report.destination.tlp}"
+def entry_objects(*, reviewer: Reviewer, entries: list[Entry]) -> list[dict]:
+    """The STIX objects of some entries (a page), in their order."""
+    reports = list({entry.report.pk: entry.report for entry in entries}.values())
+    objects = _cached(reviewer, reports, part="objects")
+    return [objects[entry.report.pk][entry.position] for entry in entries]
 
 
-def _objects_of(reviewer: Reviewer, reports: list[Report]) -> dict[int, list[dict]]:
-    keys = {report.pk: _cache_key(report) for report in reports}
-    cached = cache.get_many(list(keys.values()))
-    found = {pk: cached[key] for pk, key in keys.items() if key in cached}
+def _cache_key(report: Report, part: str) -> str:
+    return f"mir:taxii:{CACHE_VERSION}:{part}:{report.public_id}:{report.payload_sha256}:{report.destination.tlp}"
+
+
+def _cached(reviewer: Reviewer, reports: list[Report], *, part: str) -> dict[int, list]:
+    keys = {report.pk: _cache_key(report, part) for report in reports}
+    hits = cache.get_many(list(keys.values()))
+    found = {pk: hits[key] for pk, key in keys.items() if key in hits}
     missing = [report for report in reports if report.pk not in found]
     if missing:
         payloads = reviewer_feed_payloads(reviewer=reviewer, report_ids=[report.pk for report in missing])
         fresh = {}
         for report in missing:
-            found[report.pk] = _map(report, payloads.get(report.pk, ""))
-            fresh[keys[report.pk]] = found[report.pk]
+            objects = _map(report, payloads.get(report.pk, ""))
+            both = {"objects": objects, "outline": _outline(objects)}
+            found[report.pk] = both[part]
+            fresh.update({_cache_key(report, name): value for name, value in both.items()})
         cache.set_many(fresh, timeout=CACHE_SECONDS)
     return found
+
+
+def _outline(objects: list[dict]) -> list[tuple]:
+    rows = []
+    for obj in objects:
+        version = obj.get("modified") or obj.get("created")
+        rows.append((obj["id"], version, parse_timestamp(version), obj["type"], obj.get("spec_version", "2.1")))
+    return rows
 
 
 def _map(report: Report, payload: str) -> list[dict]:

@@ -121,8 +121,8 @@ def select(entries: list[Entry], query: TaxiiQuery) -> list[Entry]:
     """Filter by id, type, spec version and version (over the whole collection), then by added_after."""
     chosen = [entry for entry in entries
               if (not query.ids or entry.object_id in query.ids)
-              and (not query.types or entry.obj.get("type") in query.types)
-              and (not query.spec_versions or entry.obj.get("spec_version", "2.1") in query.spec_versions)]
+              and (not query.types or entry.type in query.types)
+              and (not query.spec_versions or entry.spec_version in query.spec_versions)]
     chosen = _by_version(chosen, query.versions)
     if query.added_after is not None:
         chosen = [entry for entry in chosen if entry.date_added > query.added_after]

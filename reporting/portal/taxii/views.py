@@ -22,7 +22,7 @@ from reporting.portal.models import AccessAction, AccessChannel, Reviewer
 from reporting.portal.services.access import reviewer_access_record, reviewer_access_record_many
 from reporting.portal.signin import client_ip
 from reporting.portal.taxii import query as q
-from reporting.portal.taxii.collection import Entry, collection_entries
+from reporting.portal.taxii.collection import Entry, collection_entries, entry_objects
 from reporting.portal.taxii.errors import TAXII_MEDIA_TYPE, TaxiiError, taxii_error_body, taxii_exception_handler
 from reporting.portal.taxii.timestamps import format_timestamp
 
@@ -152,7 +152,7 @@ class ObjectsView(_TaxiiView):
         query = q.parse_query(request.query_params, allowed=q.OBJECTS_PARAMS)
         page = q.paginate(q.select(collection_entries(reviewer=self.reviewer), query), query)
         self._log_entries(AccessAction.TAXII_OBJECTS, page.entries)
-        return _taxii_response(_envelope(page), entries=page.entries)
+        return _taxii_response(_envelope(self.reviewer, page), entries=page.entries)
 
 
 class ManifestView(_TaxiiView):
@@ -177,7 +177,7 @@ class ObjectView(_TaxiiView):
         query = q.parse_query(request.query_params, allowed=q.OBJECT_PARAMS)
         page = q.paginate(q.select(entries, query), query)
         self._log_entries(AccessAction.TAXII_OBJECTS, page.entries)
-        return _taxii_response(_envelope(page), entries=page.entries)
+        return _taxii_response(_envelope(self.reviewer, page), entries=page.entries)
 
     def _versions_of(self, object_id: str) -> list[Entry]:
         if not q.is_stix_id(object_id):
@@ -203,12 +203,12 @@ class ObjectVersionsView(ObjectView):
         return _taxii_response(body, entries=page.entries)
 
 
-def _envelope(page: q.Page) -> dict:
+def _envelope(reviewer: Reviewer, page: q.Page) -> dict:
     body: dict = {"more": page.more}
     if page.next:
         body["next"] = page.next
     if page.entries:
-        body["objects"] = [entry.obj for entry in page.entries]
+        body["objects"] = entry_objects(reviewer=reviewer, entries=page.entries)
     return body
 
 

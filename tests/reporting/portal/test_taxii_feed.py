@@ -27,18 +27,28 @@ def feed(world, live_server):
     authority_a = world.reviewer_a.reviewer.authority
     authority_b = world.reviewer_b.reviewer.authority
     root = f"{live_server.url}/taxii2/reports/"
-    return {
+    opened: list = []
+    yield {
         "token_a": token_a, "token_b": token_b, "root": root, "live": live_server.url,
         "collection_a": f"{root}collections/{authority_a.public_id}/",
         "collection_b": f"{root}collections/{authority_b.public_id}/",
+        "opened": opened,
     }
+    # Keep-alive connections hold live-server threads, and their database connections, past the test.
+    for client in opened:
+        client.close()
 
 
 def collection(feed, which: str = "a", *, basic: bool = True) -> Collection:
     secret = feed[f"token_{which}"]
     if basic:
-        return Collection(feed[f"collection_{which}"], user=f"reviewer_{which}", password=secret)
-    return Collection(feed[f"collection_{which}"], auth=TokenAuth(secret))
+        return opened(feed, Collection(feed[f"collection_{which}"], user=f"reviewer_{which}", password=secret))
+    return opened(feed, Collection(feed[f"collection_{which}"], auth=TokenAuth(secret)))
+
+
+def opened(feed, client):  # noqa: ANN001, ANN201
+    feed["opened"].append(client)
+    return client
 
 
 def all_objects(coll: Collection, per_request: int, **filters) -> list[dict]:
@@ -49,10 +59,10 @@ def all_objects(coll: Collection, per_request: int, **filters) -> list[dict]:
 
 
 def test_discovery_root_and_one_collection_per_authority(feed, world):
-    server = Server(f"{feed['live']}/taxii2/", user="reviewer_a", password=feed["token_a"])
+    server = opened(feed, Server(f"{feed['live']}/taxii2/", user="reviewer_a", password=feed["token_a"]))
     assert server.default.url == feed["root"]
     assert [root.url for root in server.api_roots] == [feed["root"]]
-    api_root = ApiRoot(feed["root"], user="reviewer_a", password=feed["token_a"])
+    api_root = opened(feed, ApiRoot(feed["root"], user="reviewer_a", password=feed["token_a"]))
     assert api_root.versions == ["application/taxii+json;version=2.1"]
     [only] = api_root.collections
     assert only.id == str(world.reviewer_a.reviewer.authority.public_id)
@@ -116,10 +126,10 @@ def test_reviewer_of_b_sees_nothing_of_a(feed, world):
     delivered_report("authority-b", title="Only for B")
     pending_report_a(world)
     with pytest.raises(requests.HTTPError) as caught:
-        Collection(feed["collection_a"], user="reviewer_b", password=feed["token_b"]).get_objects()
+        opened(feed, Collection(feed["collection_a"], user="reviewer_b", password=feed["token_b"])).get_objects()
     assert caught.value.response.status_code == 404
     assert caught.value.response.json()["http_status"] == "404"
-    api_root = ApiRoot(feed["root"], user="reviewer_b", password=feed["token_b"])
+    api_root = opened(feed, ApiRoot(feed["root"], user="reviewer_b", password=feed["token_b"]))
     assert [c.id for c in api_root.collections] == [str(world.reviewer_b.reviewer.authority.public_id)]
     objects_b = all_objects(collection(feed, "b"), per_request=10)
     names = " ".join(obj.get("name", "") for obj in objects_b)
@@ -169,7 +179,7 @@ def test_revoked_token_and_detector_token_are_refused(feed, world, detector_a):
     for auth in ({"user": "reviewer_a", "password": feed["token_a"]},
                  {"user": "reviewer_a", "password": detector_a[1]}):
         with pytest.raises(requests.HTTPError) as caught:
-            Collection(feed["collection_a"], **auth).get_objects()
+            opened(feed, Collection(feed["collection_a"], **auth)).get_objects()
         response = caught.value.response
         assert response.status_code == 401
         assert response.headers["Content-Type"] == "application/taxii+json;version=2.1"
