@@ -194,8 +194,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
-    "TITLE": "Misuse incident reporting: detector API",
-    "DESCRIPTION": "Intake API for automated misuse detectors. See docs/api.md.",
+    "TITLE": "Misuse incident reporting: detector API and reviewer API",
+    "DESCRIPTION": "Intake API for automated misuse detectors, and the read-only reviewer API for authorities. "
+                   "See docs/api.md.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
@@ -232,6 +233,10 @@ MIR_PORTAL_LOCKOUT_FAILURES = env_int("MIR_PORTAL_LOCKOUT_FAILURES", 5, minimum=
 MIR_PORTAL_LOCKOUT_SECONDS = env_int("MIR_PORTAL_LOCKOUT_SECONDS", 15 * 60, minimum=1)
 MIR_PORTAL_IP_MAX_FAILURES = env_int("MIR_PORTAL_IP_MAX_FAILURES", 20, minimum=1)
 MIR_PORTAL_PAGE_SIZE = env_int("MIR_PORTAL_PAGE_SIZE", 25, minimum=1)
+# Machine reads by reviewers (reviewer API and TAXII, docs/api.md and docs/taxii.md): requests per minute
+# per reviewer, and the largest page either answers.
+MIR_REVIEWER_RATE_PER_MINUTE = env_int("MIR_REVIEWER_RATE_PER_MINUTE", 120, minimum=1)
+MIR_REVIEWER_API_MAX_PAGE = env_int("MIR_REVIEWER_API_MAX_PAGE", 100, minimum=1)
 # The TOTP issuer shown in authenticator apps.
 OTP_TOTP_ISSUER = env_str("MIR_TOTP_ISSUER", "Misuse incident reporting")
 # django-otp's own back-off would refuse a correct code for seconds after a wrong one; the lockout

@@ -171,8 +171,8 @@ class ReviewerAdmin(ServiceErrorsAdminMixin, admin.ModelAdmin):
 class ReviewerAccessAdmin(admin.ModelAdmin):
     """What each authority's reviewers have looked at. Written by the portal only; nobody edits it."""
 
-    list_display = ("at", "reviewer_name", "authority", "action", "report_link", "ip", "query")
-    list_filter = ("action", "reviewer__authority", "at")
+    list_display = ("at", "reviewer_name", "authority", "channel", "action", "report_link", "ip", "query")
+    list_filter = ("channel", "action", "reviewer__authority", "at")
     list_select_related = ("reviewer__user", "reviewer__authority", "report")
     search_fields = ("reviewer__user__username", "report__public_id", "report__sent_reference", "ip")
     date_hierarchy = "at"
@@ -201,3 +201,5 @@ class ReviewerAccessAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
         return False
+
+from reporting.portal import admin_tokens  # noqa: E402,F401  (registers ReviewerTokenAdmin)

@@ -9,6 +9,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Authority(models.Model):
@@ -51,6 +52,16 @@ class AccessAction(models.TextChoices):
     DETAIL = "detail", "Viewed a report"
     DOWNLOAD_JSON = "download_json", "Downloaded the document (JSON)"
     DOWNLOAD_STIX = "download_stix", "Downloaded the STIX 2.1 bundle"
+    # The TAXII read interface (docs/taxii.md): one row per report whose objects a response carried.
+    TAXII_OBJECTS = "taxii_objects", "Pulled STIX objects over TAXII"
+    TAXII_MANIFEST = "taxii_manifest", "Read the TAXII manifest"
+    TAXII_DIRECTORY = "taxii_directory", "Read TAXII discovery or collections"
+
+
+class AccessChannel(models.TextChoices):
+    PORTAL = "portal", "Portal (signed in)"
+    API = "api", "Reviewer API (token)"
+    TAXII = "taxii", "TAXII 2.1 (token)"
 
 
 class ReviewerAccess(models.Model):
@@ -63,6 +74,9 @@ class ReviewerAccess(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     # For a list view: the filters used, so staff can see what the authority searched for.
     query = models.CharField(max_length=500, blank=True)
+    channel = models.CharField(max_length=10, choices=AccessChannel.choices, default=AccessChannel.PORTAL)
+    token = models.ForeignKey("portal.ReviewerToken", null=True, blank=True, on_delete=models.PROTECT,
+                              related_name="+", help_text="The API token used, for machine reads")
 
     class Meta:
         ordering = ["-at", "-id"]
@@ -71,3 +85,40 @@ class ReviewerAccess(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer_id} {self.action} {self.report_id or ''} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class ReviewerScope(models.TextChoices):
+    # Read is the only kind there is: the reviewers' machines never write through a token.
+    READ = "reports:read", "Read the authority's delivered reports (API and TAXII)"
+
+
+class ReviewerToken(models.Model):
+    """A reviewer's API token for the reviewer API and TAXII. Only its SHA-256 is stored (shown once).
+
+    The same pattern as incidents.models.DetectorToken, in its own table: a detector token is never
+    found here and a reviewer token never there, so neither works on the other's endpoints.
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    reviewer = models.ForeignKey(Reviewer, on_delete=models.PROTECT, related_name="tokens")
+    label = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, editable=False, help_text="First characters, to recognise a token")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.reviewer_id})"
+
+    def is_usable(self, now=None) -> bool:  # noqa: ANN001
+        now = now or timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    def has_scope(self, scope: str) -> bool:
+        return str(scope) in self.scopes

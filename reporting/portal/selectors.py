@@ -95,3 +95,20 @@ def reviewer_other_stages(*, reviewer: Reviewer, report: Report) -> QuerySet[Rep
 
 def _start_of(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+# The machine feed (reporting/portal/taxii): the same scope, read in delivery order.
+
+FEED_FIELDS = ("id", "public_id", "delivered_at", "payload_sha256", "destination_id", "destination__tlp")
+
+
+def reviewer_feed_reports(*, reviewer: Reviewer) -> QuerySet[Report]:
+    """The authority's delivered reports, oldest delivery first, without their payloads (see the next one)."""
+    return (reviewer_reports(reviewer=reviewer).select_related("destination").only(*FEED_FIELDS)
+            .order_by("delivered_at", "id"))
+
+
+def reviewer_feed_payloads(*, reviewer: Reviewer, report_ids: list[int]) -> dict[int, str]:
+    """Frozen payloads of some of those reports by id, still through the scope."""
+    rows = reviewer_reports(reviewer=reviewer).filter(pk__in=report_ids).values_list("id", "payload")
+    return dict(rows)
