@@ -226,6 +226,8 @@ MIR_PORTAL_LOCKOUT_FAILURES = env_int("MIR_PORTAL_LOCKOUT_FAILURES", 5, minimum=
 MIR_PORTAL_LOCKOUT_SECONDS = env_int("MIR_PORTAL_LOCKOUT_SECONDS", 15 * 60, minimum=1)
 MIR_PORTAL_IP_MAX_FAILURES = env_int("MIR_PORTAL_IP_MAX_FAILURES", 20, minimum=1)
 MIR_PORTAL_PAGE_SIZE = env_int("MIR_PORTAL_PAGE_SIZE", 25, minimum=1)
+# Who is e-mailed when a reviewer asks a question (empty: every active staff user with an address).
+MIR_QUESTION_EMAILS = env_list("MIR_QUESTION_EMAILS")
 # The TOTP issuer shown in authenticator apps.
 OTP_TOTP_ISSUER = env_str("MIR_TOTP_ISSUER", "Misuse incident reporting")
 # django-otp's own back-off would refuse a correct code for seconds after a wrong one; the lockout

@@ -201,3 +201,7 @@ class ReviewerAccessAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
         return False
+
+
+# Questions and acknowledgements (issue 4) register themselves from their own module.
+from reporting.portal import admin_qa  # noqa: E402, F401

@@ -71,3 +71,7 @@ class ReviewerAccess(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer_id} {self.action} {self.report_id or ''} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+# Acknowledgements and questions live in their own module; imported here so Django registers them.
+from reporting.portal.models_qa import Acknowledgement, Question, QuestionStatus  # noqa: E402, F401
