@@ -123,6 +123,9 @@ class QuestionAdmin(_AdminLinks, ServiceErrorsAdminMixin, admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Question, form, change: bool) -> None:  # noqa: ANN001
         if obj.status != QuestionStatus.OPEN:
+            # Answered by a colleague since this page was opened: the form had no answer field to save.
+            if request.POST.get("answer"):
+                messages.warning(request, "This question had already been answered; your text was not sent.")
             return
         with refusal():
             saved = question_answer(actor=Actor.for_user(request.user), question=obj,
