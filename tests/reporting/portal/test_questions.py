@@ -256,3 +256,15 @@ def test_a_rule_cannot_take_the_answer_stage_name():
     with pytest.raises(ValidationError, match="reserved"):
         _stage("rules[0].stages[0]", {"name": "answer", "kind": "update", "clock_start": "detected_at",
                                       "offset": "1d"}, 0)
+
+
+def test_the_stix_bundle_of_an_answer_carries_question_and_answer(world, report_a, staff_actor):
+    from reporting.portal.documents import stix_bundle_bytes
+
+    question = question_answer(actor=staff_actor, question=_question(world, report_a, "Which provider?"),
+                               answer="Provider X.")
+    stage = deliver(question.answer_report)
+    bundle = json.loads(stix_bundle_bytes(stage))  # validated as strict STIX 2.1 on the way
+    [note] = [obj for obj in bundle["objects"] if obj["type"] == "note"]
+    assert "Which provider?" in note["content"] and "Answer: Provider X." in note["content"]
+    assert str(report_a.public_id) in note["content"]
