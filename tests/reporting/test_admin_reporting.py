@@ -11,12 +11,14 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from incidents.actors import Actor
 from incidents.choices import ActorKind
 from incidents.models import AuditEvent
 from reporting.admin.clock import highest_escalation, humanize_duration, time_left_html
 from reporting.choices import Disclosure, ReportStatus
 from reporting.encryption import mask
 from reporting.models import Destination, Escalation, Report, ReportingRule
+from reporting.portal.services.authorities import authority_get_or_create
 from reporting.services.escalation import escalation_raise
 from tests.conftest import make_incident
 from tests.incidents.test_admin import messages_of, scrape, submit
@@ -273,7 +275,9 @@ def test_a_frozen_report_shows_its_payload_digest_and_key(staff_client, default_
 
 
 def destination_form(**changes) -> dict:
-    return {"name": "cisa", "authority": "CISA", "transport": "webhook", "address": "http://127.0.0.1:9/cisa",
+    # Destinations pick an existing authority in the admin (the command line makes one by name).
+    cisa = authority_get_or_create(actor=Actor.system("tests"), name="CISA")
+    return {"name": "cisa", "authority": cisa.pk, "transport": "webhook", "address": "http://127.0.0.1:9/cisa",
             "max_disclosure": "digests", "tlp": "TLP:AMBER+STRICT", **changes}
 
 
@@ -303,11 +307,12 @@ def test_destination_change_goes_through_destination_update_and_is_audited(staff
     destination = make_destination(rules=None)
     new_secret = new_webhook_secret()
     url = reverse("admin:reporting_destination_change", args=[destination.pk])
-    response = submit(staff_client, url, {"authority": "Authority A (EU)", "secret": new_secret,
+    eu = authority_get_or_create(actor=Actor.system("tests"), name="Authority A (EU)")
+    response = submit(staff_client, url, {"authority": eu.pk, "secret": new_secret,
                                           "change_reason": "rotated after handover"}, form_id="destination_form")
     assert response.status_code == 302, response.context and response.context["errors"]
     destination.refresh_from_db()
-    assert destination.authority == "Authority A (EU)" and destination.get_secret() == new_secret
+    assert destination.authority == eu and destination.get_secret() == new_secret
     event = AuditEvent.objects.get(action="destination_updated")
     assert event.actor_user == staff_user and event.reason == "rotated after handover"
     assert event.changes["authority"] == ["Authority authority-a", "Authority A (EU)"]

@@ -268,3 +268,34 @@ def test_the_stix_bundle_of_an_answer_carries_question_and_answer(world, report_
     [note] = [obj for obj in bundle["objects"] if obj["type"] == "note"]
     assert "Which provider?" in note["content"] and "Answer: Provider X." in note["content"]
     assert str(report_a.public_id) in note["content"]
+
+
+def _detail_queries(client, report) -> int:  # noqa: ANN001
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(_detail(report)).status_code == 200
+    return len(queries)
+
+
+def test_the_detail_page_reads_questions_and_answers_without_a_query_per_question(client_a, world, report_a,
+                                                                                   staff_actor):
+    def answered(text: str) -> None:
+        deliver(question_answer(actor=staff_actor, question=_question(world, report_a, text), answer="A.").answer_report)
+
+    answered("first")
+    one = _detail_queries(client_a, report_a)
+    for n in range(4):
+        answered(f"more {n}")
+    _question(world, report_a, "still open")
+    assert _detail_queries(client_a, report_a) == one
+
+
+def test_staff_can_open_the_answer_stage_on_the_clock_board(client, staff_user, world, report_a, staff_actor):
+    stage = question_answer(actor=staff_actor, question=_question(world, report_a), answer="Here.").answer_report
+    client.force_login(staff_user)
+    assert client.get(reverse("admin:reporting_report_change", args=[stage.pk])).status_code == 200
+    assert client.get(reverse("admin:reporting_report_changelist")).status_code == 200
+    deliver(stage)
+    assert client.get(reverse("admin:reporting_report_change", args=[stage.pk])).status_code == 200
