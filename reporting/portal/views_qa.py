@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 
 from incidents.actors import Actor
 from reporting.models import Report
@@ -44,9 +44,17 @@ def _back(report: Report, anchor: str) -> HttpResponse:
     return redirect(f"{reverse('portal:report-detail', args=[report.public_id])}#{anchor}")
 
 
+def _to_detail(public_id: UUID, anchor: str) -> HttpResponse:
+    """A GET here is a reviewer who signed in again after their session ran out mid-form: back to the page
+    (which applies the scope itself). Nothing is written on a GET."""
+    return redirect(f"{reverse('portal:report-detail', args=[public_id])}#{anchor}")
+
+
 @reviewer_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def report_acknowledge_view(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    if request.method == "GET":
+        return _to_detail(public_id, "acknowledgement-heading")
     reviewer = request.reviewer
     report = reviewer_report_download(reviewer=reviewer, public_id=public_id)
     result = report_acknowledge(actor=Actor.for_user(reviewer.user), reviewer=reviewer, report=report)
@@ -58,8 +66,10 @@ def report_acknowledge_view(request: HttpRequest, public_id: UUID) -> HttpRespon
 
 
 @reviewer_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def report_ask_view(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    if request.method == "GET":
+        return _to_detail(public_id, "questions-heading")
     reviewer = request.reviewer
     report = reviewer_report_download(reviewer=reviewer, public_id=public_id)
     form = QuestionForm(request.POST)

@@ -64,16 +64,80 @@ def test_an_undelivered_report_cannot_be_acknowledged(client_a, world):
     assert not Acknowledgement.objects.exists()
 
 
+def test_another_authoritys_report_by_get_still_ends_in_404(client_b, report_a):
+    response = client_b.get(_ack_url(report_a), follow=True)
+    assert response.status_code == 404 and not Acknowledgement.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_acknowledgements_at_once_make_one_and_the_second_is_told(world, report_a):
+    """The second request's insert waits on the first's uncommitted row (the unique report column), then
+    fails; the service answers with the first acknowledgement instead of an error."""
+    import threading
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from tests.e2e.stack import wait_until
+
+    first_inserted, release = threading.Event(), threading.Event()
+    results = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                Acknowledgement.objects.create(report=report_a, reviewer=world.reviewer_a.reviewer,
+                                               acknowledged_at=timezone.now())
+                first_inserted.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            reviewer = world.reviewer_a.reviewer
+            results["second"] = report_acknowledge(actor=Actor.for_user(reviewer.user), reviewer=reviewer,
+                                                   report=report_a)
+        finally:
+            connection.close()
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert first_inserted.wait(timeout=30)
+    two = threading.Thread(target=second)
+    two.start()
+
+    def second_is_waiting() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND wait_event_type = 'Lock'")
+            return cursor.fetchone()[0] > 0
+
+    wait_until(second_is_waiting, 30, what="the second acknowledgement to wait on the first's row")
+    release.set()
+    one.join(timeout=30)
+    two.join(timeout=30)
+    assert results["second"].created is False
+    assert Acknowledgement.objects.count() == 1
+    assert not AuditEvent.objects.filter(action="report_acknowledged").exists()
+
+
 def test_an_unknown_id_is_404(client_a, world):
     assert client_a.post("/portal/reports/00000000-0000-0000-0000-000000000000/acknowledge/").status_code == 404
     assert client_a.post("/portal/reports/not-a-uuid/acknowledge/").status_code == 404
 
 
-def test_get_is_refused_and_anonymous_is_sent_to_sign_in(client_a, report_a):
-    assert client_a.get(_ack_url(report_a)).status_code == 405
-    response = Client().post(_ack_url(report_a))
+def test_anonymous_is_sent_to_sign_in_and_comes_back_to_the_report(world, report_a):
+    client = Client()
+    response = client.post(_ack_url(report_a))
     assert response.status_code == 302 and response.url.startswith(reverse("portal:login"))
     assert not Acknowledgement.objects.exists()
+    # After signing in, the browser GETs the form's address: it leads to the page, and writes nothing.
+    sign_in(client, world.reviewer_a)
+    response = client.get(_ack_url(report_a))
+    assert response.status_code == 302 and response.url == f"{_detail(report_a)}#acknowledgement-heading"
+    assert not Acknowledgement.objects.exists()
+    assert client.put(_ack_url(report_a)).status_code == 405
 
 
 def test_staff_are_not_reviewers(client, staff_user, report_a):

@@ -135,6 +135,13 @@ def test_another_authority_cannot_ask_about_a_report_and_nothing_is_stored(clien
     assert not Question.objects.exists()
 
 
+def test_a_get_on_the_form_address_leads_to_the_page_and_stores_nothing(client_a, client_b, report_a):
+    response = client_a.get(_ask_url(report_a), {"text": "q", "wished_by": _today().isoformat()})
+    assert response.status_code == 302 and response.url == f"{_detail(report_a)}#questions-heading"
+    assert client_b.get(_ask_url(report_a), follow=True).status_code == 404
+    assert not Question.objects.exists()
+
+
 def test_an_undelivered_report_cannot_be_asked_about(client_a, world):
     assert _ask(client_a, pending_report_a(world)).status_code == 404
     assert not Question.objects.exists()
