@@ -306,3 +306,11 @@ def test_staff_can_open_the_answer_stage_on_the_clock_board(client, staff_user, 
     assert client.get(reverse("admin:reporting_report_changelist")).status_code == 200
     deliver(stage)
     assert client.get(reverse("admin:reporting_report_change", args=[stage.pk])).status_code == 200
+
+
+def test_field_errors_are_tied_to_their_inputs_for_screen_readers(client_a, report_a):
+    page = _ask(client_a, report_a, text="", wished_by="nonsense").content.decode()
+    for name in ("text", "wished_by"):
+        assert f'id="id_{name}_error"' in page and f'id="id_{name}_helptext"' in page
+        assert f'aria-describedby="id_{name}_helptext id_{name}_error"' in page
+    assert page.count('aria-invalid="true"') == 2
