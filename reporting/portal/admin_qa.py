@@ -131,8 +131,8 @@ class QuestionAdmin(_AdminLinks, ServiceErrorsAdminMixin, admin.ModelAdmin):
             saved = question_answer(actor=Actor.for_user(request.user), question=obj,
                                     answer=form.cleaned_data["answer"])
         _copy_saved(obj, saved)
-        messages.info(request, "The answer goes out as a supplemental stage "
-                               f"(due {saved.answer_report.due_at:%Y-%m-%d %H:%M} UTC) through the normal delivery.")
+        messages.info(request, "The answer goes out as a supplemental stage through the normal delivery, due by "
+                               f"the end of {saved.wished_by:%Y-%m-%d} (UTC), the day the authority wished for.")
 
 
 @admin.register(Acknowledgement)

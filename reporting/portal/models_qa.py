@@ -73,7 +73,7 @@ class Question(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"question {self.public_id} on report {self.report_id} ({self.status})"
+        return f"question {str(self.public_id)[:8]}, wished by {self.wished_by} ({self.get_status_display()})"
 
     @property
     def incident(self):  # noqa: ANN201  (audit_record files the event under the report's incident)

@@ -12,6 +12,7 @@ from django.shortcuts import render
 
 from reporting.portal.documents import document_of, document_sections, signature_check, stix_bundle_bytes
 from reporting.portal.forms import ReportFilterForm
+from reporting.portal.forms_qa import QuestionForm
 from reporting.portal.models import AccessAction
 from reporting.portal.selectors import (
     ReportFilters,
@@ -51,7 +52,7 @@ def report_list(request: HttpRequest) -> HttpResponse:
 
 
 @reviewer_required
-def report_detail(request: HttpRequest, public_id: UUID, question_form=None) -> HttpResponse:  # noqa: ANN001
+def report_detail(request: HttpRequest, public_id: UUID, question_form: QuestionForm | None = None) -> HttpResponse:
     reviewer = request.reviewer
     report = reviewer_report_detail(reviewer=reviewer, public_id=public_id)
     reviewer_access_record(reviewer=reviewer, action=AccessAction.DETAIL, ip=client_ip(request), report=report)

@@ -143,6 +143,8 @@ def test_reviewer_acknowledges_asks_and_sees_the_answer_delivered(sandbox, porta
         admin.locator("#id_answer").fill("Provider Example Hosting; the pages were taken down on request.")
         admin.locator("input[name=_save]").click()
         expect(admin.locator(".messagelist")).to_contain_text("supplemental stage")
+        admin.goto(f"{base}/admin/portal/question/?status__exact=answered")
+        expect(admin.get_by_text("Which hosting provider")).to_be_visible()
         screenshot(admin, "04-admin-question-answered")
         question.refresh_from_db()
         assert question.status == QuestionStatus.ANSWERED
