@@ -46,6 +46,11 @@ class DigestContent(models.TextChoices):
     AGGREGATE = "aggregate", "Statistics only (no per-incident details)"
 
 
+# The stage name of an answer to an authority's question (reporting.portal.services.questions): an UPDATE
+# stage that no rule schedules. Reserved, so a rule's own stage can never share its rows.
+ANSWER_STAGE_NAME = "answer"
+
+
 class ReportStatus(models.TextChoices):
     AWAITING_APPROVAL = "awaiting_approval", "Awaiting staff approval"
     PENDING = "pending", "Pending delivery"

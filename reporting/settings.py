@@ -237,6 +237,8 @@ MIR_PORTAL_PAGE_SIZE = env_int("MIR_PORTAL_PAGE_SIZE", 25, minimum=1)
 # per reviewer, and the largest page either answers.
 MIR_REVIEWER_RATE_PER_MINUTE = env_int("MIR_REVIEWER_RATE_PER_MINUTE", 120, minimum=1)
 MIR_REVIEWER_API_MAX_PAGE = env_int("MIR_REVIEWER_API_MAX_PAGE", 100, minimum=1)
+# Who is e-mailed when a reviewer asks a question (empty: every active staff user with an address).
+MIR_QUESTION_EMAILS = env_list("MIR_QUESTION_EMAILS")
 # The TOTP issuer shown in authenticator apps.
 OTP_TOTP_ISSUER = env_str("MIR_TOTP_ISSUER", "Misuse incident reporting")
 # django-otp's own back-off would refuse a correct code for seconds after a wrong one; the lockout

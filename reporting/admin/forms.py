@@ -8,7 +8,7 @@ from incidents.admin.fields import CommaListField
 from incidents.admin.forms import ReasonForm
 from incidents.admin.service_errors import ServiceErrorsForm
 from incidents.choices import Category, Determination, Severity
-from reporting.choices import DISCLOSURE_ORDER, Disclosure, Transport
+from reporting.choices import ANSWER_STAGE_NAME, DISCLOSURE_ORDER, Disclosure, Transport
 from reporting.durations import format_duration, parse_duration
 from reporting.models import Destination, ReportingRule, RuleStage
 from reporting.services.digests import digest_stage_errors
@@ -187,6 +187,12 @@ class RuleStageForm(forms.ModelForm):
         for field, message in errors.items():
             self.add_error({"period": "digest_period", "content": "digest_content"}.get(field, field), message)
         return cleaned
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if name == ANSWER_STAGE_NAME:
+            raise ValidationError(f"{ANSWER_STAGE_NAME!r} is reserved for answers to authorities' questions")
+        return name
 
     def clean_repeat_every(self):  # noqa: ANN201
         value = self.cleaned_data.get("repeat_every")

@@ -11,13 +11,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Q
 from django.utils import timezone
 
 from incidents.choices import ActorType, Category, DetectionSource, Tlp
 from incidents.models import Incident
 from incidents.selectors import audit_chain_head
-from reporting.choices import Disclosure
+from reporting.choices import ANSWER_STAGE_NAME, Disclosure
 from reporting.models import Destination, Report
 from reporting.packaging.pseudonyms import Redactor, pseudonymize
 
@@ -117,6 +118,9 @@ def build_document(*, report: Report, now: datetime | None = None) -> dict:
         },
         "audit_chain_head": audit_checkpoint(),
     }
+    reply = _reply(report, text)
+    if reply is not None:
+        document["reply"] = reply
     return document
 
 
@@ -127,6 +131,29 @@ def audit_checkpoint() -> dict | None:
     if head is None:
         return None
     return {"seq": head.seq, "hash": head.hash, "sealed_at": _time(head.sealed_at)}
+
+
+def _reply(report: Report, text: Text) -> dict | None:
+    """For an answer stage: the authority's question, the lab's answer, and the report asked about.
+
+    Only answer stages (opened by reporting.portal.services.questions, never by a rule) can carry one, so
+    other stages skip the lookup.
+    """
+    if report.stage_id is not None or report.stage_name != ANSWER_STAGE_NAME:
+        return None
+    try:
+        question = report.answered_question
+    except ObjectDoesNotExist:
+        return None
+    return {
+        "question_id": str(question.public_id),
+        "in_reply_to": str(question.report.public_id),
+        "question": text(question.text) or "",
+        "asked_at": _time(question.asked_at),
+        "wished_by": question.wished_by.isoformat(),
+        "answer": text(question.answer) or "",
+        "answered_at": _time(question.answered_at),
+    }
 
 
 def still_unknown(incident: Incident) -> list[str]:

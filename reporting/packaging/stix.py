@@ -309,6 +309,10 @@ def _incident_mir(doc: dict, incident_uuid: str, reference: str) -> dict:
 def _note_content(doc: dict, title: str, summary: str, contact: str) -> str:
     response = _section(doc, "response")
     parts = [title, summary]
+    reply = _section(doc, "reply")  # an answer stage: the authority's question and the lab's answer first
+    if _text(reply.get("question")) and _text(reply.get("answer")):
+        parts += [f"Question (report {_text(reply.get('in_reply_to'))}): {_text(reply.get('question'))}",
+                  f"Answer: {_text(reply.get('answer'))}"]
     for label, key in (("Actions taken", "actions_taken"), ("Recommendation", "recommendation")):
         if _text(response.get(key)):
             parts.append(f"{label}: {_text(response.get(key))}")

@@ -202,4 +202,6 @@ class ReviewerAccessAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
         return False
 
-from reporting.portal import admin_tokens  # noqa: E402,F401  (registers ReviewerTokenAdmin)
+
+# Reviewer tokens, questions and acknowledgements register their admins from their own modules.
+from reporting.portal import admin_qa, admin_tokens  # noqa: E402, F401

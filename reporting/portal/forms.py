@@ -69,6 +69,11 @@ class ReportFilterForm(AccessibleErrorsForm):
     category = forms.ChoiceField(required=False, choices=_choices(list(Category.values)))
     severity = forms.ChoiceField(required=False, choices=_choices(list(Severity.values)))
     stage = forms.ChoiceField(required=False, label="Stage", choices=[("", "Any"), *StageKind.choices])
+    acknowledged = forms.TypedChoiceField(
+        required=False, label="Acknowledged", empty_value=None,
+        choices=[("", "Any"), ("yes", "Acknowledged"), ("no", "Not acknowledged")],
+        coerce=lambda value: value == "yes",
+    )
     q = forms.CharField(required=False, max_length=SEARCH_MAX, label="Search reference or title",
                         widget=forms.TextInput(attrs={"type": "search"}))
     page = forms.IntegerField(required=False, min_value=1, max_value=PAGE_MAX, widget=forms.HiddenInput)
@@ -91,4 +96,5 @@ class ReportFilterForm(AccessibleErrorsForm):
         data = self.cleaned_data
         return ReportFilters(delivered_from=data.get("delivered_from"), delivered_to=data.get("delivered_to"),
                              category=data.get("category") or "", severity=data.get("severity") or "",
-                             stage_kind=data.get("stage") or "", q=data.get("q") or "")
+                             stage_kind=data.get("stage") or "", q=data.get("q") or "",
+                             acknowledged=data.get("acknowledged"))

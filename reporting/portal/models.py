@@ -122,3 +122,7 @@ class ReviewerToken(models.Model):
 
     def has_scope(self, scope: str) -> bool:
         return str(scope) in self.scopes
+
+
+# Acknowledgements and questions live in their own module; imported here so Django registers them.
+from reporting.portal.models_qa import Acknowledgement, Question, QuestionStatus  # noqa: E402, F401

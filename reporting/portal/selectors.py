@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from reporting.choices import ReportStatus
@@ -31,6 +31,7 @@ class ReportFilters:
     severity: str = ""
     stage_kind: str = ""
     q: str = ""
+    acknowledged: bool | None = None  # None: either
 
 
 def reviewer_for_user(user) -> Reviewer | None:  # noqa: ANN001  (any user object, anonymous included)
@@ -65,6 +66,10 @@ def reviewer_report_list(*, reviewer: Reviewer, filters: ReportFilters) -> Query
         qs = qs.filter(stage_kind=filters.stage_kind)
     if filters.q:
         qs = qs.filter(Q(sent_reference__iexact=filters.q) | Q(sent_title__icontains=filters.q))
+    if filters.acknowledged is not None:
+        qs = qs.filter(acknowledgement__isnull=not filters.acknowledged)
+    # The acknowledgement is one row per report (reporting.portal.models_qa): a join, not a query per row.
+    qs = qs.annotate(acknowledged_at=F("acknowledgement__acknowledged_at"))
     return qs.order_by("-delivered_at", "-id")
 
 

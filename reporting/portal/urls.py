@@ -1,7 +1,7 @@
 """The portal's URLs (namespace ``portal``); docs/portal.md lists them for the access-matrix test."""
 from django.urls import path
 
-from reporting.portal import views, views_auth
+from reporting.portal import views, views_auth, views_qa
 
 app_name = "portal"
 
@@ -13,4 +13,6 @@ urlpatterns = [
     path("reports/<uuid:public_id>/", views.report_detail, name="report-detail"),
     path("reports/<uuid:public_id>/document.json", views.report_document, name="report-document"),
     path("reports/<uuid:public_id>/stix.json", views.report_stix, name="report-stix"),
+    path("reports/<uuid:public_id>/acknowledge/", views_qa.report_acknowledge_view, name="report-acknowledge"),
+    path("reports/<uuid:public_id>/questions/", views_qa.report_ask_view, name="report-ask"),
 ]

@@ -11,6 +11,7 @@ from django.shortcuts import render
 
 from reporting.portal.documents import document_of, document_sections, signature_check, stix_bundle_bytes
 from reporting.portal.forms import ReportFilterForm
+from reporting.portal.forms_qa import QuestionForm
 from reporting.portal.models import AccessAction
 from reporting.portal.pagination import COUNT_CEILING, CappedPaginator
 from reporting.portal.selectors import (
@@ -23,6 +24,7 @@ from reporting.portal.selectors import (
 from reporting.portal.services.access import reviewer_access_record
 from reporting.portal.signin import client_ip
 from reporting.portal.views_auth import reviewer_required
+from reporting.portal.views_qa import qa_context
 
 
 @reviewer_required
@@ -52,7 +54,7 @@ def report_list(request: HttpRequest) -> HttpResponse:
 
 
 @reviewer_required
-def report_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
+def report_detail(request: HttpRequest, public_id: UUID, question_form: QuestionForm | None = None) -> HttpResponse:
     reviewer = request.reviewer
     report = reviewer_report_detail(reviewer=reviewer, public_id=public_id)
     reviewer_access_record(reviewer=reviewer, action=AccessAction.DETAIL, ip=client_ip(request), report=report)
@@ -63,6 +65,7 @@ def report_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
         "receipt_json": json.dumps(report.receipt, indent=2, sort_keys=True, ensure_ascii=False),
         "attempts": list(report.attempts.all()), "others": list(reviewer_other_stages(reviewer=reviewer,
                                                                                        report=report)),
+        **qa_context(reviewer=reviewer, report=report, question_form=question_form),
     }
     return render(request, "portal/report_detail.html", context)
 

@@ -16,7 +16,7 @@ from incidents.choices import Reportability
 from incidents.hooks import IncidentChange
 from incidents.models import Incident
 from incidents.services.audit import audit_record
-from reporting.choices import OPEN_REPORT_STATUSES, ReportStatus
+from reporting.choices import OPEN_REPORT_STATUSES, ReportStatus, StageKind
 from reporting.dispatch import enqueue_on_commit
 from reporting.models import Report, ReportingRule
 from reporting.obligations import (
@@ -199,6 +199,21 @@ def _supplementals(*, incident: Incident, rule: ReportingRule, spec: RuleSpec, e
                     clock_started_at=now, due_at=now + (stage.offset or timedelta(0)))
         opened.append(_open(incident=incident, rule=rule, owed=owed, actor=actor, now=now, supersedes=last_delivered))
     return opened
+
+
+def report_open_supplemental(*, incident: Incident, rule: ReportingRule, stage_name: str, due_at: datetime,
+                             supersedes: Report, actor: Actor, now: datetime | None = None) -> Report:
+    """Open a supplemental stage no rule schedules (e.g. the answer to an authority's question), the way
+    every other stage is opened: same row, same audit event, sendable at once, enqueued after commit.
+
+    The caller holds the incident's lock (the sequence is the next free one for this stage name).
+    """
+    now = now or timezone.now()
+    sequence = (Report.objects.filter(incident=incident, rule=rule, stage_name=stage_name)
+                .order_by("-sequence").values_list("sequence", flat=True).first() or 0) + 1
+    stage = StageSpec(name=stage_name, kind=StageKind.UPDATE, position=0, clock_start="", offset=timedelta(0))
+    owed = Owed(rule_id=rule.pk, stage=stage, sequence=sequence, clock_started_at=now, due_at=due_at)
+    return _open(incident=incident, rule=rule, owed=owed, actor=actor, now=now, supersedes=supersedes)
 
 
 def on_incident_change(change: IncidentChange) -> None:

@@ -16,7 +16,7 @@ from django.db import transaction
 from incidents.actors import Actor
 from incidents.choices import Category, Determination, Severity
 from incidents.services.audit import audit_record
-from reporting.choices import ClockStart, StageKind
+from reporting.choices import ANSWER_STAGE_NAME, ClockStart, StageKind
 from reporting.durations import format_duration, parse_duration
 from reporting.models import Destination, ReportingRule, RuleStage
 from reporting.services.digests import digest_stage_errors
@@ -61,6 +61,9 @@ def _stage(where: str, raw: object, position: int) -> dict:
     if not isinstance(raw, dict) or set(raw) - STAGE_KEYS or not required <= set(raw):
         optional = ", ".join(sorted(STAGE_KEYS - required))
         raise ValidationError({where: [f"a stage has name, kind, clock_start, offset (optional: {optional})"]})
+    if str(raw["name"]) == ANSWER_STAGE_NAME:
+        reserved = f"{ANSWER_STAGE_NAME!r} is reserved for answers to authorities' questions"
+        raise ValidationError({f"{where}.name": [reserved]})
     if raw["kind"] not in StageKind.values:
         raise ValidationError({f"{where}.kind": [f"one of {', '.join(StageKind.values)}"]})
     if raw["clock_start"] not in ClockStart.values:
