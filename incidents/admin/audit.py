@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin
-from django.http import HttpRequest
 
+from incidents.admin.read_only import ReadOnlyAdminMixin
 from incidents.models import AuditEvent, Incident
 from incidents.selectors import incident_audit_trail
 
@@ -51,7 +51,7 @@ def audit_rows(incident: Incident) -> list[dict]:
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Browse every event (detectors and tokens too); nothing here can add, change or delete one."""
 
     list_display = ("created_at", "actor_label", "action", "object_type", "object_id", "incident", "chain_seq")
@@ -63,15 +63,6 @@ class AuditEventAdmin(admin.ModelAdmin):
         "actor_detector", "changes_text", "reason", "public_id", "chain_seq", "prev_hash", "hash",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
 
     @admin.display(description="Changes")
     def changes_text(self, obj: AuditEvent) -> str:

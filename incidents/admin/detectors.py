@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from incidents.actors import Actor
 from incidents.admin.forms import DetectorAddForm, DetectorChangeForm, RevokeForm
+from incidents.admin.read_only import ReadOnlyAdminMixin
 from incidents.admin.secret_page import secret_once_page
 from incidents.admin.service_errors import ServiceErrorsAdminMixin, refusal
 from incidents.admin.workflow import apply_each, back_from_action, render_confirmation
@@ -178,7 +179,7 @@ class TokenStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(DetectorToken)
-class DetectorTokenAdmin(TokenDisplayMixin, admin.ModelAdmin):
+class DetectorTokenAdmin(ReadOnlyAdminMixin, TokenDisplayMixin, admin.ModelAdmin):
     """Tokens are issued on their detector's page and can only be revoked here; nothing else changes them."""
 
     list_display = ("prefix_display", "detector", "usable", *TOKEN_FIELDS[1:])
@@ -188,15 +189,6 @@ class DetectorTokenAdmin(TokenDisplayMixin, admin.ModelAdmin):
     fields = ("detector", *TOKEN_FIELDS, "public_id")  # never token_hash
     readonly_fields = fields
     actions = [revoke_tokens]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")

@@ -6,6 +6,7 @@ from django.http import HttpRequest
 from django.utils.text import Truncator
 
 from incidents.admin.inlines import content_preview
+from incidents.admin.read_only import ReadOnlyAdminMixin
 from incidents.models import Evidence
 
 # Its own page shows more than the inline, still truncated: the admin is not a reader for raw payloads.
@@ -13,7 +14,7 @@ PAGE_PREVIEW_CHARS = 2000
 
 
 @admin.register(Evidence)
-class EvidenceAdmin(admin.ModelAdmin):
+class EvidenceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # Never the content in the list: a changelist is seen in passing, shared on screens, screenshotted.
     list_display = ("sha256", "kind", "short_description", "size_bytes", "incident", "created_at")
     list_filter = ("kind", "created_at")
@@ -34,12 +35,3 @@ class EvidenceAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest):  # noqa: ANN201
         # The list never shows content, so it never loads it either.
         return super().get_queryset(request).defer("content")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False

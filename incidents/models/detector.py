@@ -7,8 +7,6 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from incidents.choices import DetectorScope
-
 
 class Detector(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -28,15 +26,15 @@ class Detector(models.Model):
         return self.name
 
 
-class DetectorToken(models.Model):
+class BearerToken(models.Model):
     """A bearer token. Only its SHA-256 is stored; the token is shown once, at creation.
 
     Tokens are 256-bit random strings, so a fast hash is enough (no password-style stretching):
-    nobody can brute-force the pre-image.
+    nobody can brute-force the pre-image. Each kind of holder (detectors here, reviewers in the portal)
+    has its own table, so a token is only ever found by the endpoints of its own kind.
     """
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    detector = models.ForeignKey(Detector, on_delete=models.CASCADE, related_name="tokens")
     label = models.CharField(max_length=100, blank=True)
     prefix = models.CharField(max_length=16, editable=False, help_text="First characters, to recognise a token")
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
@@ -47,17 +45,25 @@ class DetectorToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        abstract = True
         ordering = ["-created_at", "-id"]
-
-    def __str__(self) -> str:
-        return f"{self.detector.name} {self.prefix}…"
 
     def is_usable(self, now=None) -> bool:  # noqa: ANN001
         now = now or timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
-    def has_scope(self, scope: DetectorScope | str) -> bool:
+    def has_scope(self, scope: str) -> bool:
         return str(scope) in self.scopes
+
+
+class DetectorToken(BearerToken):
+    detector = models.ForeignKey(Detector, on_delete=models.CASCADE, related_name="tokens")
+
+    class Meta(BearerToken.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"{self.detector.name} {self.prefix}…"
 
 
 class IdempotencyKey(models.Model):

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from incidents.actors import Actor
+from incidents.admin.read_only import ReadOnlyAdminMixin
 from incidents.admin.workflow import apply_each, back_from_action
 from reporting.admin.report_actions import report_label
 from reporting.models import Escalation
@@ -52,7 +53,7 @@ def acknowledge_escalations(
 
 
 @admin.register(Escalation)
-class EscalationAdmin(admin.ModelAdmin):
+class EscalationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("level_display", "incident_link", "destination_name", "stage", "created_at", "notified_at",
                     "acknowledged")
     list_filter = (AcknowledgedFilter, "level", "report__destination")
@@ -64,16 +65,6 @@ class EscalationAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest):  # noqa: ANN201
         return escalations_board()
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
     def has_acknowledge_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
 

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from incidents.admin.read_only import ReadOnlyAdminMixin
 from reporting.admin.clock import highest_escalation, is_overdue, time_left_html
 from reporting.admin.report_actions import REPORT_ACTIONS, report_buttons, report_label
 from reporting.admin.report_document import digest_incidents_html, document_view
@@ -169,7 +170,7 @@ _FOLD_UNLESS = {
 
 
 @admin.register(Report)
-class ReportAdmin(admin.ModelAdmin):
+class ReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("incident_link", "destination_name", "stage_display", "status_display", "due", "time_left",
                     "attempts", "last_error_short", "escalation_reached")
     list_display_links = ("stage_display",)
@@ -223,14 +224,6 @@ class ReportAdmin(admin.ModelAdmin):
                                                  **(extra_context or {})})
 
     # The outbox changes only through the services: no add, no edit form, no delete.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
 
     def has_act_permission(self, request: HttpRequest) -> bool:
         """Approve, send, withdraw: for staff who may change reports (the buttons and actions)."""

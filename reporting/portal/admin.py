@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from incidents.actors import Actor
+from incidents.admin.read_only import ReadOnlyAdminMixin
 from incidents.admin.secret_page import secret_once_page
 from incidents.admin.service_errors import ServiceErrorsAdminMixin, ServiceErrorsForm, refusal
 from reporting.portal.models import Authority, Reviewer, ReviewerAccess
@@ -168,7 +169,7 @@ class ReviewerAdmin(ServiceErrorsAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(ReviewerAccess)
-class ReviewerAccessAdmin(admin.ModelAdmin):
+class ReviewerAccessAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """What each authority's reviewers have looked at. Written by the portal only; nobody edits it."""
 
     list_display = ("at", "reviewer_name", "authority", "channel", "action", "report_link", "ip", "query")
@@ -192,15 +193,6 @@ class ReviewerAccessAdmin(admin.ModelAdmin):
         url = reverse(f"{self.admin_site.name}:reporting_report_change", args=[obj.report_id])
         return format_html('<a href="{}">{} {}#{}</a>', url, obj.report.sent_reference, obj.report.stage_name,
                            obj.report.sequence)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
 
 
 # Reviewer tokens, questions and acknowledgements register their admins from their own modules.

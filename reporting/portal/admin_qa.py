@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from incidents.actors import Actor
+from incidents.admin.read_only import ReadOnlyAdminMixin
 from incidents.admin.service_errors import ServiceErrorsAdminMixin, ServiceErrorsForm, refusal
 from reporting.portal.models import Acknowledgement, Question, QuestionStatus
 from reporting.portal.services.questions import ANSWER_MAX, question_answer
@@ -136,19 +137,10 @@ class QuestionAdmin(_AdminLinks, ServiceErrorsAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Acknowledgement)
-class AcknowledgementAdmin(_AdminLinks, admin.ModelAdmin):
+class AcknowledgementAdmin(ReadOnlyAdminMixin, _AdminLinks, admin.ModelAdmin):
     """Which reports each authority has acknowledged. Written by the portal only."""
 
     list_display = ("acknowledged_at", "authority", "reviewer_name", "report_link", "incident_link")
     list_filter = ("reviewer__authority",)
     list_select_related = ("report__incident", "report__destination", "reviewer__authority", "reviewer__user")
     date_hierarchy = "acknowledged_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
-        return False

@@ -9,7 +9,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.utils import timezone
+
+from incidents.models.detector import BearerToken
 
 
 class Authority(models.Model):
@@ -92,36 +93,16 @@ class ReviewerScope(models.TextChoices):
     READ = "reports:read", "Read the authority's delivered reports (API and TAXII)"
 
 
-class ReviewerToken(models.Model):
-    """A reviewer's API token for the reviewer API and TAXII. Only its SHA-256 is stored (shown once).
+class ReviewerToken(BearerToken):
+    """A reviewer's API token for the reviewer API and TAXII (the detector tokens' pattern, own table)."""
 
-    The same pattern as incidents.models.DetectorToken, in its own table: a detector token is never
-    found here and a reviewer token never there, so neither works on the other's endpoints.
-    """
-
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     reviewer = models.ForeignKey(Reviewer, on_delete=models.PROTECT, related_name="tokens")
-    label = models.CharField(max_length=100, blank=True)
-    prefix = models.CharField(max_length=16, editable=False, help_text="First characters, to recognise a token")
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    scopes = models.JSONField(default=list)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(BearerToken.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.reviewer_id})"
-
-    def is_usable(self, now=None) -> bool:  # noqa: ANN001
-        now = now or timezone.now()
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
-
-    def has_scope(self, scope: str) -> bool:
-        return str(scope) in self.scopes
 
 
 # Acknowledgements and questions live in their own module; imported here so Django registers them.

@@ -75,7 +75,9 @@ def reviewer_report_list(*, reviewer: Reviewer, filters: ReportFilters) -> Query
 
 def reviewer_report_detail(*, reviewer: Reviewer, public_id) -> Report:  # noqa: ANN001
     """One report with its attempts, or Http404 when it is outside the reviewer's scope."""
-    qs = reviewer_reports(reviewer=reviewer).select_related("destination", "destination__authority").prefetch_related(
+    qs = reviewer_reports(reviewer=reviewer).select_related(
+        "destination", "destination__authority", "proof"
+    ).prefetch_related(
         Prefetch("attempts", queryset=DeliveryAttempt.objects.order_by("number"))
     )
     return get_object_or_404(qs, public_id=public_id)

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from reporting.models import Report, SigningKey
+from reporting.models import Receipt, Report, SigningKey
 from reporting.packaging.stix import validate_bundle
 from reporting.portal.models import AccessAction, ReviewerAccess
 from reporting.signing import signing_key_rotate
@@ -94,6 +94,17 @@ def test_the_detail_shows_a_valid_signature_attempts_and_the_receivers_answer(cl
     assert "Signature: valid." in body
     assert report_a.signing_key_id in body
     assert "Delivered" in body and "200" in body and "r-1" in body
+
+
+def test_the_detail_shows_the_proof_of_submission(client_a, report_a):
+    proof = Receipt.objects.get(report=report_a)
+    body = client_a.get(detail(report_a)).content.decode()
+    section = body[body.index("Proof of submission"):]
+    # What was sent (the exact bytes' hash), to where, when, and what the receiver answered.
+    assert proof.payload_sha256 == report_a.payload_sha256 and proof.payload_sha256 in section
+    assert proof.address in section and str(proof.message_id) in section
+    assert proof.sent_at.strftime("%Y-%m-%d %H:%M:%S") in section
+    assert "accepted" in section and "r-1" in section
 
 
 def test_a_tampered_payload_shows_an_invalid_signature(client_a, report_a):
