@@ -60,6 +60,8 @@ def _submit(detector: Detector, data: dict) -> IntakeResult:
         accounts=data.get("accounts", []),
         indicators=data.get("indicators", []),
         evidence=[EvidenceInput(**item) for item in data.get("evidence", [])],
+        # Both callers run this in a transaction of their own that any error ends (rolled back whole).
+        savepoint=False,
     )
 
 

@@ -132,3 +132,19 @@ def test_unknown_api_url_answers_problem_json(api_a):
     response = api_a.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.django_db
+def test_the_api_files_an_incident_without_a_savepoint_of_its_own(api_a):
+    """The view's transaction ends with any error, so incident_create adds no SAVEPOINT/RELEASE there
+    (two round trips per incident); the admin, which shows errors on its form, keeps the savepoint."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        response = post(api_a, valid_body())
+    assert response.status_code == 201
+    savepoints = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith("SAVEPOINT")]
+    # In a test everything runs inside the test's transaction: one savepoint for the idempotency claim's
+    # own transaction, one for the view's; none inside incident_create.
+    assert len(savepoints) == 2, savepoints
