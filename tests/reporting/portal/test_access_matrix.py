@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from django.apps import apps
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
@@ -44,6 +45,9 @@ ROUTE_KINDS = {
     "api/v1/incidents/": "api_submit",
     "api/v1/incidents/batch": "api_submit",
     "api/v1/incidents/<str:public_id>": "api_incident",
+    # Writes on one report (e.g. acknowledge, ask a question) classify as "portal_report_write": every
+    # refused cell of EXPECTED_REPORT_PAGES is POSTed and must store nothing; the allowed ones are left to
+    # the feature's own tests.
 }
 # URL parameters the matrix knows how to fill with an object of the world.
 PARAMETERS = {"public_id"}
@@ -83,6 +87,12 @@ EXPECTED_LIST_PAGES = {
 # Writes of the detector API: only a detector token with the submit scope gets past authentication.
 SUBMIT_REFUSED = {"staff": UNAUTHORIZED, "reviewer_a": UNAUTHORIZED, "reviewer_b": UNAUTHORIZED,
                   "anonymous": UNAUTHORIZED}
+
+
+def row_counts() -> dict[str, int]:
+    """Rows of every table except sessions (a refused request may still touch its session)."""
+    return {m._meta.label: m._default_manager.count() for m in apps.get_models()
+            if m._meta.label != "sessions.Session"}
 
 
 def walk(patterns: list, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
@@ -200,6 +210,13 @@ def test_an_unclassified_route_fails_the_matrix(monkeypatch):
         classified_routes()
 
 
+def test_a_report_write_route_is_checked_for_refusals(matrix_world, monkeypatch):
+    """A POST route on one report (the acknowledgement branch adds such) is exercised once classified:
+    here the detail page stands in for it, and a refused POST to it stores nothing."""
+    monkeypatch.setitem(ROUTE_KINDS, "portal/reports/<uuid:public_id>/", "portal_report_write")
+    test_access_matrix(matrix_world)  # asserts, per refused POST, the answer and that no table grew
+
+
 def test_an_unknown_parameter_fails_the_matrix(monkeypatch):
     monkeypatch.setattr("tests.reporting.portal.test_access_matrix.PARAMETERS", set())
     with pytest.raises(AssertionError, match="cannot fill"):
@@ -211,6 +228,18 @@ def test_access_matrix(matrix_world):
     for route, kind in classified_routes().items():
         for persona in PERSONAS:
             client = matrix_world.clients[persona]
+            if kind == "portal_report_write":
+                for name, expected in zip(OBJECTS, EXPECTED_REPORT_PAGES[persona], strict=True):
+                    if expected == OWN:
+                        continue
+                    before, url = row_counts(), _url(route, things[name].public_id)
+                    problem = _check(client.post(url, {"note": "refused"}), expected, things=things, allowed=())
+                    if row_counts() != before:
+                        problem = (problem or "") + " and stored rows"
+                    cells += 1
+                    if problem:
+                        failures.append(f"{persona:10s} POST {url} ({name}): {problem}")
+                continue
             if kind in ("portal_report", "api_incident"):
                 table = EXPECTED_REPORT_PAGES if kind == "portal_report" else EXPECTED_INCIDENT_API
                 for name, expected in zip(OBJECTS, table[persona], strict=True):
@@ -224,10 +253,10 @@ def test_access_matrix(matrix_world):
             if kind == "api_submit":
                 if persona not in SUBMIT_REFUSED:
                     continue  # detectors may file: tests/incidents cover what they get back
-                before = (Incident.objects.count(), Report.objects.count())
+                before = row_counts()
                 response = post(client, valid_body(title="Refused write"), key=f"matrix-{persona}", path=_url(route))
                 problem = _check(response, SUBMIT_REFUSED[persona], things=things, allowed=())
-                if (Incident.objects.count(), Report.objects.count()) != before:
+                if row_counts() != before:
                     problem = (problem or "") + " and stored rows"
             elif kind == "portal_page":
                 expected = EXPECTED_LIST_PAGES[persona]
