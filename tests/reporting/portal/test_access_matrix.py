@@ -1,5 +1,5 @@
-"""Who may see what: every portal page, detector-API endpoint and download x every persona x every kind of
-object, generated from the project's URLconf so that a new route cannot slip past unclassified.
+"""Who may see what: every portal page, detector-API endpoint, reviewer-API and TAXII endpoint and download x
+every persona x every kind of object, generated from the project's URLconf so that a new route cannot slip past unclassified.
 
 One test walks the whole matrix against one world and reports every wrong cell together: building the
 world (three real deliveries, two TOTP sign-ins) once keeps the run to seconds.
@@ -16,8 +16,11 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from incidents.models import Incident
 from reporting.models import Report
+from reporting.packaging.stix import _id as stix_id
+from reporting.portal.models import Authority
 from tests.conftest import api_client, login_verified, make_detector, post, valid_body
-from tests.reporting.portal.conftest import delivered_report, pending_report_a, sign_in
+from tests.reporting.portal.conftest import AUTHORITY_A, AUTHORITY_B, delivered_report, pending_report_a, sign_in
+from tests.reporting.portal.feed_helpers import bearer, issue_token
 
 PERSONAS = ("staff", "detector_a", "detector_b", "reviewer_a", "reviewer_b", "anonymous")
 OBJECTS = ("delivered_a", "delivered_b", "pending", "live")
@@ -32,6 +35,7 @@ PUBLIC_ROUTES = {
     ".well-known/mir-audit-head.json": "published audit-chain head",
     "api/v1/schema/": "OpenAPI schema",
     "api/v1/docs/": "Swagger UI",
+    "taxii2/^.*$": "TAXII's answer for any other path (a TAXII error message)",
 }
 # Every other route, by kind. The kind decides the expected outcome table below.
 ROUTE_KINDS = {
@@ -45,12 +49,27 @@ ROUTE_KINDS = {
     "api/v1/incidents/": "api_submit",
     "api/v1/incidents/batch": "api_submit",
     "api/v1/incidents/<str:public_id>": "api_incident",
+    "portal/reports/<uuid:public_id>/acknowledge/": "portal_report_write",
+    "portal/reports/<uuid:public_id>/questions/": "portal_report_write",
+    # The reviewers' machines: the same scope as the portal, through a reviewer token (docs/api.md, docs/taxii.md).
+    "api/v1/reviewer/reports/": "reviewer_api_list",
+    "api/v1/reviewer/reports/<uuid:public_id>/": "reviewer_api_report",
+    "api/v1/reviewer/reports/<uuid:public_id>/document": "reviewer_api_report",
+    "api/v1/reviewer/reports/<uuid:public_id>/stix": "reviewer_api_report",
+    "taxii2/": "taxii_root",
+    "taxii2/reports/": "taxii_root",
+    "taxii2/reports/collections/": "taxii_root",
+    "taxii2/reports/collections/<str:collection_id>/": "taxii_collection",
+    "taxii2/reports/collections/<str:collection_id>/objects/": "taxii_collection",
+    "taxii2/reports/collections/<str:collection_id>/manifest/": "taxii_collection",
+    "taxii2/reports/collections/<str:collection_id>/objects/<str:object_id>/": "taxii_object",
+    "taxii2/reports/collections/<str:collection_id>/objects/<str:object_id>/versions/": "taxii_object",
     # Writes on one report (e.g. acknowledge, ask a question) classify as "portal_report_write": every
     # refused cell of EXPECTED_REPORT_PAGES is POSTed and must store nothing; the allowed ones are left to
     # the feature's own tests.
 }
 # URL parameters the matrix knows how to fill with an object of the world.
-PARAMETERS = {"public_id"}
+PARAMETERS = {"public_id", "collection_id", "object_id"}
 
 CLASSIFY_HINT = (
     "Classify it in tests/reporting/portal/test_access_matrix.py: add it to ROUTE_KINDS (with an expected-outcome table "
@@ -78,6 +97,22 @@ EXPECTED_INCIDENT_API = {
     "reviewer_a": (UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED),
     "reviewer_b": (UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED),
     "anonymous":  (UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED),
+}
+# The reviewer API and TAXII: reviewers through their token (a session, a detector token or nothing is 401).
+EXPECTED_REVIEWER_MACHINES = {
+    #              delivered_a   delivered_b   pending       live
+    "staff":      (UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED),
+    "detector_a": (UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED),  # detector tokens are not found
+    "detector_b": (UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED),
+    "reviewer_a": (OWN,          NOT_FOUND,    NOT_FOUND,    NOT_FOUND),
+    "reviewer_b": (NOT_FOUND,    OWN,          NOT_FOUND,    NOT_FOUND),
+    "anonymous":  (UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED),
+}
+# TAXII collections are one per authority: the reviewer's own, or 404 for the other one.
+EXPECTED_COLLECTIONS = {
+    #              collection_a  collection_b
+    "reviewer_a": (OWN,          NOT_FOUND),
+    "reviewer_b": (NOT_FOUND,    OWN),
 }
 # Pages without an object: which objects each persona may find listed ("login"/"401" = refused outright).
 EXPECTED_LIST_PAGES = {
@@ -128,12 +163,15 @@ def classified_routes() -> dict[str, str]:
 class Thing:
     public_id: str
     secrets: tuple[str, ...]  # strings that identify it: title, reference, SHA-256, public ids
+    stix_id: str  # its incident's STIX object id, as the TAXII feed would name it
 
 
 @dataclass
 class World:
-    clients: dict
+    clients: dict  # browsers: sessions (staff, reviewers), bearer tokens (detectors), nothing (anonymous)
+    machine_clients: dict  # the same personas as machines: reviewers hold a reviewer token instead
     things: dict[str, Thing]
+    collections: tuple[str, str]  # the TAXII collection ids of authority A and B
 
 
 def _report_thing(report: Report) -> Thing:
@@ -141,7 +179,7 @@ def _report_thing(report: Report) -> Thing:
     secrets = (incident.title, incident.reference, str(incident.public_id), str(report.public_id))
     if report.payload_sha256:
         secrets += (report.payload_sha256,)
-    return Thing(str(report.public_id), secrets)
+    return Thing(str(report.public_id), secrets, stix_id("incident", str(incident.public_id)))
 
 
 @pytest.fixture
@@ -155,7 +193,8 @@ def matrix_world(world, staff_user) -> World:
         "delivered_a": _report_thing(delivered_report("authority-a", title="Matrix report for authority A")),
         "delivered_b": _report_thing(delivered_report("authority-b", title="Matrix report for authority B")),
         "pending": _report_thing(pending_report_a(world)),
-        "live": Thing(str(incident.public_id), (incident.title, incident.reference, str(incident.public_id))),
+        "live": Thing(str(incident.public_id), (incident.title, incident.reference, str(incident.public_id)),
+                      stix_id("incident", str(incident.public_id))),
     }
     reviewer_a, reviewer_b = Client(), Client()
     sign_in(reviewer_a, world.reviewer_a)
@@ -168,11 +207,15 @@ def matrix_world(world, staff_user) -> World:
         "reviewer_b": reviewer_b,
         "anonymous": Client(),
     }
-    return World(clients, things)
+    machine_clients = {**clients, "reviewer_a": bearer(issue_token(world.reviewer_a.reviewer).secret),
+                       "reviewer_b": bearer(issue_token(world.reviewer_b.reviewer).secret)}
+    collections = tuple(str(Authority.objects.get(name=name).public_id) for name in (AUTHORITY_A, AUTHORITY_B))
+    return World(clients, machine_clients, things, collections)
 
 
-def _url(route: str, public_id: str | None = None) -> str:
-    return "/" + route.replace("<uuid:public_id>", public_id or "").replace("<str:public_id>", public_id or "")
+def _url(route: str, public_id: str | None = None, *, collection: str = "", object_id: str = "") -> str:
+    return "/" + (route.replace("<uuid:public_id>", public_id or "").replace("<str:public_id>", public_id or "")
+                  .replace("<str:collection_id>", collection).replace("<str:object_id>", object_id))
 
 
 def _leaks(body: str, things: dict[str, Thing], allowed: tuple[str, ...]) -> list[str]:
@@ -197,6 +240,44 @@ def _check(response, expected: str, *, things: dict[str, Thing], allowed: tuple[
     elif expected == OWN and status != 200:
         return f"expected 200, got {status}"
     return None
+
+
+def _machine_cells(route: str, kind: str, persona: str, world: World) -> list[tuple[str, str | None]]:
+    """The reviewer API and TAXII: (url, problem or None) for each cell of this route and persona."""
+    client, things = world.machine_clients[persona], world.things
+    reviewer = persona in EXPECTED_COLLECTIONS
+    own = tuple(name for name, e in zip(OBJECTS, EXPECTED_REVIEWER_MACHINES[persona], strict=True) if e == OWN)
+    cells = []
+
+    def cell(url: str, expected: str, allowed: tuple[str, ...] = ()) -> None:
+        response = client.get(url)
+        problem = _check(response, expected, things=things, allowed=allowed)
+        if not problem and expected == OWN and kind in ("reviewer_api_list", "taxii_collection") \
+                and url.endswith(("/reports/", "/objects/", "/manifest/")):
+            body = response.content.decode(errors="replace")
+            key = 1 if kind == "reviewer_api_list" else 2  # listed by reference / by incident STIX id
+            missing = [name for name in allowed if (things[name].secrets[key] if key == 1
+                                                    else things[name].stix_id) not in body]
+            problem = f"does not list its own {missing}" if missing else None
+        cells.append((url, problem))
+
+    if kind == "reviewer_api_list" or kind == "taxii_root":
+        cell(_url(route), OWN if reviewer else UNAUTHORIZED, own)
+    elif kind == "reviewer_api_report":
+        for name, expected in zip(OBJECTS, EXPECTED_REVIEWER_MACHINES[persona], strict=True):
+            cell(_url(route, things[name].public_id), expected, (name,) if expected == OWN else ())
+    elif kind == "taxii_collection":
+        for index, collection in enumerate(world.collections):
+            expected = EXPECTED_COLLECTIONS[persona][index] if reviewer else UNAUTHORIZED
+            cell(_url(route, collection=collection), expected, own if expected == OWN else ())
+    else:  # taxii_object: an object of the reviewer's own collection, or anything of the other one
+        for index, collection in enumerate(world.collections):
+            mine = reviewer and EXPECTED_COLLECTIONS[persona][index] == OWN
+            for name, expected in zip(OBJECTS, EXPECTED_REVIEWER_MACHINES[persona], strict=True):
+                expected = expected if mine or not reviewer else NOT_FOUND
+                cell(_url(route, collection=collection, object_id=things[name].stix_id), expected,
+                     (name,) if expected == OWN else ())
+    return cells
 
 
 def test_every_route_is_classified():
@@ -249,6 +330,11 @@ def test_access_matrix(matrix_world):
                     cells += 1
                     if problem:
                         failures.append(f"{persona:10s} GET {_url(route, things[name].public_id)} ({name}): {problem}")
+                continue
+            if kind.startswith(("reviewer_api", "taxii")):
+                found = _machine_cells(route, kind, persona, matrix_world)
+                cells += len(found)
+                failures += [f"{persona:10s} GET {url}: {problem}" for url, problem in found if problem]
                 continue
             if kind == "api_submit":
                 if persona not in SUBMIT_REFUSED:
