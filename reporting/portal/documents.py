@@ -62,13 +62,14 @@ def signature_check(report: Report) -> SignatureCheck:
 def stix_bundle_bytes(report: Report) -> bytes:
     """The STIX 2.1 bundle of the frozen document.
 
-    Built from the document only (its TLP is the one frozen in it), with the report's message id and the
-    payload attached, which is what the TAXII transport sends: the mapping is deterministic, so for a TAXII
-    destination this reproduces the objects that were added to its collection. Raises ValueError when the
-    document cannot be mapped.
+    Built from the document only, with the report's message id, the destination's TLP floor and the
+    payload attached, which is what the TAXII transport sends and what the TAXII feed serves: the mapping
+    is deterministic, so the download, the feed and a TAXII destination's collection hold the same objects.
+    Raises ValueError when the document cannot be mapped.
     """
     payload = payload_bytes(report)
-    bundle = bundle_for(json.loads(payload), message_id=str(report.public_id), payload=payload)
+    bundle = bundle_for(json.loads(payload), message_id=str(report.public_id), tlp_floor=report.destination.tlp,
+                        payload=payload)
     validate_bundle(bundle)
     return json.dumps(bundle, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
 

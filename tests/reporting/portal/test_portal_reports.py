@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from reporting.models import Receipt, Report, SigningKey
+from reporting.models import Destination, Receipt, Report, SigningKey
 from reporting.packaging.stix import validate_bundle
 from reporting.portal.models import AccessAction, ReviewerAccess
 from reporting.signing import signing_key_rotate
@@ -276,3 +276,13 @@ def test_the_detail_takes_a_constant_number_of_queries(client_a, report_a, world
         response = client_a.get(detail(report_a))
     assert response.context["others"]
     assert len(many.captured_queries) == len(one.captured_queries)
+
+
+def test_the_stix_download_applies_the_destinations_tlp_floor_like_the_taxii_feed(client_a, report_a):
+    """The download, the TAXII feed and a TAXII destination mark the objects alike: never looser than the
+    destination's TLP, whatever the document carried."""
+    Destination.objects.filter(pk=report_a.destination_id).update(tlp="TLP:RED")
+    bundle = json.loads(client_a.get(stix(report_a)).content)
+    red = "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"
+    incident = next(o for o in bundle["objects"] if o["type"] == "incident")
+    assert red in incident["object_marking_refs"]
