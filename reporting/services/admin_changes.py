@@ -18,7 +18,7 @@ from reporting.encryption import mask
 from reporting.models import Destination, Escalation, ReportingRule
 from reporting.portal.models import Authority
 from reporting.services.destinations import validate_address
-from reporting.services.rule_reschedule import rule_reschedule_open_reports
+from reporting.services.rule_reschedule import rule_reschedule_open_reports, rules_open_owed_stages_on_commit
 from reporting.services.rules import rule_as_data
 
 DESTINATION_UPDATE_FIELDS = frozenset({
@@ -116,6 +116,7 @@ def rule_record_change(
                      reason=reason)
         if not created:
             rule_reschedule_open_reports(rule=rule, actor=actor, reason=reason)
+        rules_open_owed_stages_on_commit(actor=actor)
 
 
 def rule_delete(*, rule: ReportingRule, actor: Actor) -> None:

@@ -13,6 +13,7 @@ person ends a stage, with a reason): it stays open, keeps its deadline, and is f
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,13 +22,20 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents.actors import Actor
+from incidents.choices import Reportability, Status
 from incidents.models import Incident
 from incidents.services.audit import audit_record
 from reporting.choices import OPEN_REPORT_STATUSES, ReportStatus
 from reporting.models import Report, ReportingRule
 from reporting.obligations import DeliveredStages, Owed, RuleSpec, rule_applies
 from reporting.obligations import owed_stages as compute_owed
-from reporting.services.obligations import facts_of, rule_spec
+from reporting.services.obligations import facts_of, obligations_sync, rule_spec
+
+logger = logging.getLogger(__name__)
+
+# Incidents whose obligations can still grow (a final stage is owed after resolution): not dismissed or
+# closed, and not decided "not reportable".
+IN_FLIGHT_STATUSES = (Status.NEW, Status.TRIAGED, Status.CONFIRMED, Status.RESOLVED)
 
 _WRITTEN = ["clock_started_at", "due_at", "stage_name", "stage_kind", "next_attempt_at", "unowed_since",
             "unowed_note", "updated_at"]
@@ -177,3 +185,32 @@ def rule_reschedule_open_reports(*, rule: ReportingRule, actor: Actor, reason: s
     audit_record(actor=actor, action="rule_reports_rescheduled", obj=rule, reason=reason,
                  changes={"rule": rule.name, "destination": rule.destination.name, **summary.as_changes()})
     return summary
+
+
+def rules_open_owed_stages(*, actor: Actor, now: datetime | None = None) -> int:
+    """Open what the rules as they now stand owe the in-flight incidents: a stage added to a rule, a new
+    rule or destination, a rule that now matches more. Without this those stages would open only at each
+    incident's next change, and their clocks may already be running.
+
+    Runs after the rule write has committed (``rules_open_owed_stages_on_commit``), one short transaction
+    per incident with the incident locked first, as every path locks it; ``obligations_sync`` is the same
+    code an incident change runs, so nothing delivered is reopened and nothing is closed. An incident that
+    fails is logged and left for its next change; the others go on. Returns the number of reports opened.
+    """
+    opened = 0
+    ids = list(Incident.objects.filter(status__in=IN_FLIGHT_STATUSES)
+               .exclude(reportability=Reportability.NOT_REPORTABLE).order_by("pk").values_list("pk", flat=True))
+    for pk in ids:
+        try:
+            with transaction.atomic():
+                incident = Incident.objects.select_for_update(of=("self",)).filter(pk=pk).first()
+                if incident is not None:
+                    opened += len(obligations_sync(incident=incident, actor=actor, kind="rules_changed", now=now))
+        except Exception:  # noqa: BLE001  (one incident's failure must not stop the others)
+            logger.exception("rules changed: could not open the owed stages of incident %s", pk)
+    return opened
+
+
+def rules_open_owed_stages_on_commit(*, actor: Actor) -> None:
+    """Schedule ``rules_open_owed_stages`` for when the rule write's transaction commits."""
+    transaction.on_commit(lambda: rules_open_owed_stages(actor=actor))

@@ -20,7 +20,7 @@ from reporting.choices import ANSWER_STAGE_NAME, ClockStart, StageKind
 from reporting.durations import format_duration, parse_duration
 from reporting.models import Destination, ReportingRule, RuleStage
 from reporting.services.digests import digest_stage_errors
-from reporting.services.rule_reschedule import rule_reschedule_open_reports
+from reporting.services.rule_reschedule import rule_reschedule_open_reports, rules_open_owed_stages_on_commit
 
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules" / "default.yaml"
 RULE_KEYS = {"name", "description", "destination", "is_active", "categories", "min_severity", "max_severity",
@@ -152,6 +152,8 @@ def rules_load(*, data: dict, actor: Actor, destination: Destination | None = No
             if not created:
                 rule_reschedule_open_reports(rule=rule, actor=actor, reason=reason)
             loaded.append(rule)
+        if loaded:
+            rules_open_owed_stages_on_commit(actor=actor)
     return loaded
 
 

@@ -302,3 +302,52 @@ def test_the_commands_round_trip_keys_and_record_the_reason(default_destination,
     call_command("rules_load", str(path), "--reason", "renamed per regulator", stdout=StringIO())
     assert report(incident, "early_notice").stage_name == "early_warning"
     assert AuditEvent.objects.get(action="rule_reports_rescheduled").reason == "renamed per regulator"
+
+
+# --- (d) what a rule write newly owes opens at once for the incidents in flight ------------------------
+
+
+def test_a_stage_added_to_a_rule_opens_for_incidents_in_flight_once_the_edit_commits(
+    default_destination, staff_actor, django_capture_on_commit_callbacks
+):
+    from incidents.services.workflow import incident_decide_reportability
+
+    in_flight = make_incident(severity="SEV-1", title="in flight")
+    not_reportable = make_incident(severity="SEV-1", title="decided not reportable")
+    incident_decide_reportability(incident=not_reportable, actor=staff_actor, reportable=False, reason="test data")
+    data = default_rules()
+    sev1(data)["stages"].append({"name": "regulator_notice", "kind": "update", "clock_start": "detected_at",
+                                 "offset": "48h", "requires_approval": False})
+    with django_capture_on_commit_callbacks(execute=True):
+        load(data, default_destination, staff_actor)
+    added = report(in_flight, "regulator_notice")
+    assert added.due_at == in_flight.detected_at + 48 * H and added.status == ReportStatus.PENDING
+    assert not Report.objects.filter(incident=not_reportable, stage_key="regulator_notice").exists()
+    # Running again (another edit) opens nothing twice.
+    with django_capture_on_commit_callbacks(execute=True):
+        load(data, default_destination, staff_actor, reason="again")
+    assert Report.objects.filter(incident=in_flight, stage_key="regulator_notice").count() == 1
+
+
+def test_a_new_destinations_rules_reach_incidents_already_in_flight(default_destination, staff_actor,
+                                                                     django_capture_on_commit_callbacks):
+    from tests.reporting.conftest import make_destination
+
+    in_flight = make_incident(severity="SEV-1")
+    with django_capture_on_commit_callbacks(execute=True):
+        newcomer = make_destination("authority-new")
+    assert Report.objects.filter(incident=in_flight, destination=newcomer, stage_key="early_notice").exists()
+
+
+def test_a_rule_write_that_rolls_back_opens_nothing(default_destination, staff_actor,
+                                                    django_capture_on_commit_callbacks):
+    in_flight = make_incident(severity="SEV-1")
+    data = default_rules()
+    sev1(data)["stages"].append({"name": "regulator_notice", "kind": "update", "clock_start": "detected_at",
+                                 "offset": "48h", "requires_approval": False})
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(RuntimeError):
+        with transaction.atomic():
+            load(data, default_destination, staff_actor)
+            raise RuntimeError("the rest of the change failed")
+    assert not callbacks
+    assert not Report.objects.filter(incident=in_flight, stage_key="regulator_notice").exists()
