@@ -17,18 +17,24 @@ from incidents.api.authentication import DetectorPrincipal
 WINDOW_SECONDS = 60
 
 
-class DetectorRateThrottle(BaseThrottle):
+class FixedWindowThrottle(BaseThrottle):
+    """A fixed one-minute window per principal; subclasses say whose requests count and their limit."""
+
     def __init__(self) -> None:
         self._wait: float | None = None
 
+    def counted(self, request) -> tuple[str, int] | None:  # noqa: ANN001
+        """(cache key prefix, requests allowed per window) for this request's principal; None: not counted."""
+        return None
+
     def allow_request(self, request, view) -> bool:  # noqa: ANN001
-        principal = request.user
-        if not isinstance(principal, DetectorPrincipal):
+        counted = self.counted(request)
+        if counted is None:
             return True
-        limit = principal.detector.rate_limit_per_minute or settings.MIR_DETECTOR_RATE_PER_MINUTE
+        prefix, limit = counted
         now = time.time()
         window = int(now // WINDOW_SECONDS)
-        key = f"mir:rate:{principal.detector.pk}:{window}"
+        key = f"{prefix}:{window}"
         cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
         try:
             count = cache.incr(key)
@@ -42,3 +48,12 @@ class DetectorRateThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self._wait
+
+
+class DetectorRateThrottle(FixedWindowThrottle):
+    def counted(self, request) -> tuple[str, int] | None:  # noqa: ANN001
+        principal = request.user
+        if not isinstance(principal, DetectorPrincipal):
+            return None
+        limit = principal.detector.rate_limit_per_minute or settings.MIR_DETECTOR_RATE_PER_MINUTE
+        return f"mir:rate:{principal.detector.pk}", limit

@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from rest_framework import authentication, exceptions, permissions
-from rest_framework.throttling import BaseThrottle
 
+from incidents.api.throttling import FixedWindowThrottle
 from reporting.portal.models import Reviewer, ReviewerScope, ReviewerToken
 from reporting.portal.services.tokens import reviewer_token_authenticate
-
-WINDOW_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -85,32 +81,14 @@ class CanReadReports(permissions.BasePermission):
         return isinstance(principal, ReviewerPrincipal) and principal.token.has_scope(ReviewerScope.READ)
 
 
-class ReviewerRateThrottle(BaseThrottle):
+class ReviewerRateThrottle(FixedWindowThrottle):
     """A fixed one-minute window per reviewer, counted atomically in the cache (as for detectors).
 
     Per reviewer, not per token: issuing a second token must not double the allowance.
     """
 
-    def __init__(self) -> None:
-        self._wait: float | None = None
-
-    def allow_request(self, request, view) -> bool:  # noqa: ANN001
+    def counted(self, request) -> tuple[str, int] | None:  # noqa: ANN001
         principal = request.user
         if not isinstance(principal, ReviewerPrincipal):
-            return True
-        now = time.time()
-        window = int(now // WINDOW_SECONDS)
-        key = f"mir:reviewer-rate:{principal.reviewer.pk}:{window}"
-        cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=WINDOW_SECONDS * 2)
-            count = 1
-        if count > settings.MIR_REVIEWER_RATE_PER_MINUTE:
-            self._wait = max(1.0, (window + 1) * WINDOW_SECONDS - now)
-            return False
-        return True
-
-    def wait(self) -> float | None:
-        return self._wait
+            return None
+        return f"mir:reviewer-rate:{principal.reviewer.pk}", settings.MIR_REVIEWER_RATE_PER_MINUTE
