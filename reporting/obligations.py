@@ -119,6 +119,30 @@ def _clock_start(facts: IncidentFacts, stage: StageSpec, previous: StageSpec | N
     return getattr(facts, stage.clock_start)
 
 
+def _clocked_stages(rule: RuleSpec) -> list[StageSpec]:
+    """The rule's stages with a clock of their own, in order. Stages opened on material change have none
+    (reporting.services.obligations), and digest stages batch incidents per period
+    (reporting.services.digests): neither is owed per incident by ``owed_stages``."""
+    return sorted((s for s in rule.stages if not s.on_material_change and s.kind != "digest"),
+                  key=lambda s: s.position)
+
+
+def delivery_starts_clocks(rule: RuleSpec, stage_key: str) -> bool:
+    """Whether delivering the stage ``stage_key`` of ``rule`` can change what ``owed_stages`` returns:
+    the next stage's clock starts at this delivery (``previous_delivered``), or this stage repeats.
+
+    ``owed_stages`` reads deliveries only there; the incident's facts do not change with a delivery, and a
+    delivery is not a material change. When this is False, delivering the stage opens and moves nothing.
+    """
+    ordered = _clocked_stages(rule)
+    for index, stage in enumerate(ordered):
+        if stage.identity == stage_key and stage.repeat_every is not None:
+            return True
+        if index and stage.clock_start == "previous_delivered" and ordered[index - 1].identity == stage_key:
+            return True
+    return False
+
+
 def owed_stages(facts: IncidentFacts, rule: RuleSpec, delivered: DeliveredStages) -> list[Owed]:
     """Every stage the rule currently owes: one per stage, plus the next round of a periodic update.
 
@@ -128,10 +152,7 @@ def owed_stages(facts: IncidentFacts, rule: RuleSpec, delivered: DeliveredStages
     if not rule_applies(facts, rule):
         return []
     owed: list[Owed] = []
-    # Stages opened on material change have no clock of their own (reporting.services.obligations), and
-    # digest stages batch incidents per period (reporting.services.digests): neither is owed per incident here.
-    ordered = sorted((s for s in rule.stages if not s.on_material_change and s.kind != "digest"),
-                     key=lambda s: s.position)
+    ordered = _clocked_stages(rule)
     for index, stage in enumerate(ordered):
         previous = ordered[index - 1] if index else None
         start = _clock_start(facts, stage, previous, delivered)

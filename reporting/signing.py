@@ -28,6 +28,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from incidents.actors import Actor
+from incidents.models.fast_rows import rows_where
 from incidents.services.audit import audit_record
 from reporting.encryption import decrypt, encrypt
 from reporting.models import Report, SigningKey
@@ -60,7 +61,10 @@ def key_id_for(public_key_raw: bytes) -> str:
 # --- keys -----------------------------------------------------------------------------------------
 
 def _current() -> SigningKey | None:
-    return SigningKey.objects.filter(retired_at__isnull=True).order_by("-created_at", "-id").first()
+    # On every freeze: prebuilt (incidents.models.fast_rows), the same row as
+    # SigningKey.objects.filter(retired_at__isnull=True).order_by("-created_at", "-id").first().
+    found = rows_where(SigningKey, "retired_at IS NULL", order_by="created_at DESC, id DESC", limit=1)
+    return found[0] if found else None
 
 
 def _lock_keys() -> None:

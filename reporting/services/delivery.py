@@ -2,6 +2,7 @@
 record the attempt, and decide what happens next. Called by the ``deliver_report`` task."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -10,18 +11,26 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from incidents.actors import Actor
 from incidents.models import Incident
+from incidents.models.fast_insert import rows_insert
+from incidents.models.fast_rows import db_value, quote, row_update
 from reporting.backoff import next_attempt_at
 from reporting.choices import AttemptOutcome, EscalationLevel, ReportStatus
 from reporting.models import DeliveryAttempt, Destination, Report
+from reporting.obligations import delivery_starts_clocks
 from reporting.packaging.document import PackagingRefused
+from reporting.services.delivery_rows import (
+    destination_share_locked,
+    report_locked_with_relations,
+    row_locked,
+)
 from reporting.services.escalation import escalation_raise
-from reporting.services.obligations import INCIDENT_SYNC_FIELDS, obligations_sync
+from reporting.services.obligations import INCIDENT_SYNC_FIELDS, active_rules, obligations_sync
 from reporting.services.receipts import receipt_record
 from reporting.services.reports import incident_lock_for_report, report_set_status
 from reporting.transports import transport_for
@@ -58,7 +67,7 @@ def report_freeze(*, report_id: int) -> Report:
     with transaction.atomic():
         # The incident first, as everywhere; then the report, read with what the document needs.
         incident_lock_for_report(report_id)
-        report = _report_for_freeze(report_id, lock=True)
+        report = _report_for_freeze(report_id)
         if report.frozen_at is None:
             fields = _freeze_fields(report)
             report.save(update_fields=[*fields, "updated_at"])
@@ -78,7 +87,7 @@ def report_claim_frozen(*, report_id: int, lease_token: uuid.UUID | None = None,
     now = now or timezone.now()
     with transaction.atomic():
         incident_lock_for_report(report_id)
-        report = _report_for_freeze(report_id, lock=True, missing_ok=True)
+        report = _report_for_freeze(report_id, missing_ok=True)
         if report is None or not _claimable(report, lease_token, now):
             return None, None, None
         fields: dict = {}
@@ -89,14 +98,28 @@ def report_claim_frozen(*, report_id: int, lease_token: uuid.UUID | None = None,
             except PackagingRefused as exc:
                 refused = exc
         mine = uuid.uuid4()
-        lease = {"lease_token": mine,
-                 "lease_expires_at": now + timedelta(seconds=settings.MIR_DELIVERY_LEASE_SECONDS)}
-        taken = _claim_queryset(report_id, lease_token, now).update(**lease, **fields, updated_at=timezone.now())
+        report.lease_token = mine
+        report.lease_expires_at = now + timedelta(seconds=settings.MIR_DELIVERY_LEASE_SECONDS)
+        where, params = _claim_condition(lease_token, now)
+        taken = row_update(report, ["lease_token", "lease_expires_at", *fields, "updated_at"], where=where,
+                           params=params)
         if taken != 1:
             return None, None, None
-        for name, value in lease.items():
-            setattr(report, name, value)
     return mine, report, refused
+
+
+@functools.cache
+def _claim_sql() -> str:
+    q = quote
+    return (f"{q('status')} = %s AND {q('next_attempt_at')} <= %s AND ({q('lease_expires_at')} IS NULL "
+            f"OR {q('lease_expires_at')} < %s OR {q('lease_token')} = %s)")
+
+
+def _claim_condition(lease_token: uuid.UUID | None, now: datetime) -> tuple[str, list]:
+    """The sweeper's condition (``_claim_queryset``) as SQL for the claim's conditional UPDATE."""
+    at = db_value(Report, "next_attempt_at", now)
+    token = db_value(Report, "lease_token", lease_token) if lease_token is not None else None
+    return _claim_sql(), [str(ReportStatus.PENDING), at, at, token]
 
 
 def _claim_queryset(report_id: int, lease_token: uuid.UUID | None, now: datetime) -> QuerySet[Report]:
@@ -114,14 +137,10 @@ def _claimable(report: Report, lease_token: uuid.UUID | None, now: datetime) -> 
     return free or (lease_token is not None and report.lease_token == lease_token)
 
 
-def _report_for_freeze(report_id: int, *, lock: bool, missing_ok: bool = False) -> Report | None:
+def _report_for_freeze(report_id: int, *, missing_ok: bool = False) -> Report | None:
     # The incident row is already locked by the caller: only the report is locked here, so the
     # destination, rule and stage read with it are not.
-    rows = Report.objects.select_related("incident", "incident__detector", "destination", "destination__authority",
-                                         "rule", "stage")
-    if lock:
-        rows = rows.select_for_update(of=("self",))
-    report = rows.filter(pk=report_id).first()
+    report = report_locked_with_relations(report_id)
     if report is None and not missing_ok:
         raise Report.DoesNotExist(report_id)
     return report
@@ -134,7 +153,7 @@ def _freeze_fields(report: Report) -> dict:
     # The destination (pseudonym key, disclosure, TLP) is read again under a share lock: no change to it
     # can commit during the freeze (destination_update waits), while freezes of other reports to the same
     # authority do not queue behind each other on an exclusive row lock.
-    locked = _destination_share_locked(report.destination_id)
+    locked = destination_share_locked(report.destination_id)
     if locked.authority_id == report.destination.authority_id:
         # The authority row read with the report (its name goes into the document) still applies.
         locked.authority = report.destination.authority
@@ -157,18 +176,6 @@ def _sent_columns(document: dict) -> dict[str, str]:
         "sent_category": str(classification.get("category") or "")[:32],
         "sent_severity": str(classification.get("severity") or "")[:16],
     }
-
-
-def _destination_share_locked(destination_id: int) -> Destination:
-    """The destination row, read with FOR SHARE (held until the caller's transaction ends).
-
-    Taken after the incident's and the report's locks, the order every other path locks them in
-    (incident, report, destination), so it adds no deadlock.
-    """
-    table = Destination._meta.db_table
-    # Databases without row locks (SQLite, the embedded default) serialise writers anyway.
-    lock = " FOR SHARE" if connection.features.has_select_for_update else ""
-    return Destination.objects.raw(f"SELECT * FROM {table} WHERE id = %s{lock}", [destination_id])[0]  # noqa: S608
 
 
 def _endpoint_for(report: Report, now: datetime) -> tuple[Destination, bool]:
@@ -223,46 +230,57 @@ def report_deliver(*, report_id: int, lease_token: uuid.UUID | None = None) -> D
                    destination=destination, via_fallback=via_fallback)
 
 
+# What the record re-reads of the report under its lock: what another worker or a person may have changed
+# since the claim (the rest of the claimed row is frozen with the document).
+_RECORD_FIELDS = ("id", "status", "attempt_count", "due_at", "next_attempt_at", "lease_token", "lease_expires_at")
+
+
 def _record(*, claimed: Report, result: SendResult, started_at: datetime, duration_ms: int,
             destination: Destination, via_fallback: bool) -> DeliveryOutcome:
     now = timezone.now()
     report_id = claimed.pk
     deferred: Exception | None = None
+    delivered = result.outcome == AttemptOutcome.DELIVERED
     with transaction.atomic():
         # The incident first, then the report, as everywhere (obligations_sync below locks the incident's
-        # other reports). The incident is read fresh with its lock (the columns the obligations depend on); the
-        # report's own row is re-read under its lock. Its destination is the one the claim read: the name
-        # in the audit trail is all that is used of it, and nothing here depends on it staying put.
+        # other reports). The incident is read fresh with its lock (the columns the obligations depend on).
+        # The report's changeable columns are re-read under its lock onto the claimed row, whose incident
+        # and destination the audit trail names (nothing here depends on the destination staying put).
         incident = None  # a digest belongs to no incident
         if claimed.incident_id is not None:
-            incident = (Incident.objects.select_for_update(of=("self",)).filter(reports__pk=report_id)
-                        .only(*INCIDENT_SYNC_FIELDS).get())
-        report = Report.objects.select_for_update(of=("self",)).get(pk=report_id)
-        report.incident, report.destination = incident, claimed.destination
+            incident = row_locked(Incident, claimed.incident_id, ("id", *INCIDENT_SYNC_FIELDS))
+        report = claimed
+        current = row_locked(Report, report_id, _RECORD_FIELDS)
+        for name in _RECORD_FIELDS:
+            setattr(report, name, getattr(current, name))
         number = report.attempt_count + 1
-        attempt = DeliveryAttempt.objects.create(
+        attempt = DeliveryAttempt(
             report=report, number=number, started_at=started_at, duration_ms=duration_ms, outcome=result.outcome,
             http_status=result.http_status, error_class=result.error_class[:100],
             response_excerpt=result.response_excerpt[:2000], address=destination.address, via_fallback=via_fallback,
         )
+        rows_insert([attempt])
         report.attempt_count = number
         if report.status != ReportStatus.PENDING:
             # Delivered by another worker whose lease overlapped ours, or withdrawn meanwhile: keep
             # the attempt as a record, change nothing else.
-            report.save(update_fields=["attempt_count"])
+            row_update(report, ["attempt_count"])
             return DeliveryOutcome(report_id, "skipped")
         # The attempt count is saved with the next state, in one UPDATE.
         release = {"lease_token": None, "lease_expires_at": None, "attempt_count": number}
-        if result.outcome == AttemptOutcome.DELIVERED:
+        if delivered:
             receipt_record(report=report, attempt=attempt, destination=destination, result=result, actor=SYSTEM,
                            delivered_at=now, release=release)
             # A delivery can start the next stage's clock (previous_delivered) or a periodic update. Synced in
             # this transaction, on the incident locked above, so a crash cannot record the delivery without
             # the stage it starts. In a savepoint: should it fail, the delivery is still recorded and the
             # error raised afterwards, as when it ran in a transaction of its own.
+            # Decided under the incident's lock: a rule write that commits meanwhile has its newly owed
+            # stages opened after its commit (rules_open_owed_stages), which waits for this lock and then
+            # sees this delivery. Most deliveries start no clock (docs/reporting-rules.md) and skip the sync.
             try:
-                with transaction.atomic():
-                    if incident is not None:  # a digest starts no incident's clock
+                if incident is not None and _delivery_starts_clocks(report):
+                    with transaction.atomic():
                         obligations_sync(incident=incident, actor=SYSTEM, kind="delivered")
             except Exception as exc:  # noqa: BLE001  (re-raised below, after the delivery is committed)
                 deferred = exc
@@ -280,8 +298,20 @@ def _record(*, claimed: Report, result: SendResult, started_at: datetime, durati
             )
             report.last_error = f"{result.error_class}: {result.response_excerpt[:500]}"
             report.lease_token = report.lease_expires_at = None
-            report.save(update_fields=["next_attempt_at", "last_error", "lease_token", "lease_expires_at",
-                                       "attempt_count", "updated_at"])
+            row_update(report, ["next_attempt_at", "last_error", "lease_token", "lease_expires_at",
+                                "attempt_count", "updated_at"])
     if deferred is not None:
         raise deferred
     return DeliveryOutcome(report_id, str(result.outcome))
+
+
+def _delivery_starts_clocks(report: Report) -> bool:
+    """Whether delivering ``report`` can open or move a stage (reporting.obligations.delivery_starts_clocks).
+
+    Decided on the active rule set (cached per process, its version read); a report whose rule is not in it
+    (deactivated meanwhile) is synced as before, whatever it finds.
+    """
+    for rule, spec in active_rules():
+        if rule.pk == report.rule_id:
+            return delivery_starts_clocks(spec, report.stage_key)
+    return True

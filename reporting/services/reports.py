@@ -8,11 +8,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents.actors import Actor
-from incidents.models import Incident
+from incidents.models.fast_rows import row_update
 from incidents.services.audit import audit_record
 from reporting.choices import DISCLOSURE_ORDER, Disclosure, ReportStatus
 from reporting.dispatch import enqueue_on_commit
 from reporting.models import Report
+from reporting.services.delivery_rows import incident_lock_for_report_row
 
 ALLOWED_REPORT_TRANSITIONS: dict[str, frozenset[str]] = {
     ReportStatus.AWAITING_APPROVAL: frozenset({ReportStatus.PENDING, ReportStatus.WITHDRAWN}),
@@ -41,7 +42,7 @@ def report_set_status(
     report.status = to
     for name, value in (fields or {}).items():
         setattr(report, name, value)
-    report.save(update_fields=["status", *(fields or {}), "updated_at"])
+    row_update(report, ["status", *(fields or {}), "updated_at"])
     audit_record(
         actor=actor, action=action or f"report_{to}", obj=report.incident or report,
         changes={"report": str(report.public_id), "stage": f"{report.stage_name}#{report.sequence}",
@@ -58,7 +59,7 @@ def incident_lock_for_report(report_id: int) -> None:
     lock the incident, then its reports. Locking a report and then its incident deadlocks against them,
     e.g. two reports of one incident recorded at once by two workers (tests/e2e/test_delivery_faults.py).
     """
-    list(Incident.objects.select_for_update(of=("self",)).filter(reports__pk=report_id).values_list("pk", flat=True))
+    incident_lock_for_report_row(report_id)
 
 
 def _locked(report: Report) -> Report:

@@ -274,19 +274,34 @@ def test_the_email_fallback_is_used_when_the_primary_fails_near_the_deadline(db,
 
 
 # --- One delivery's transactions, locks and connections (docs/performance.md, "Delivery") -------------
+def _broken_sync(**kwargs):
+    raise RuntimeError("obligations bug")
+
+
 def test_a_failure_opening_the_next_stage_still_records_the_delivery_and_is_raised(receiver, monkeypatch):
     destination, ledger = receiver
-    report = _early_notice(make_incident(severity="SEV-1"))
-
-    def broken(**kwargs):
-        raise RuntimeError("obligations bug")
-
-    monkeypatch.setattr("reporting.services.delivery.obligations_sync", broken)
+    # Under the default rules an SEV-0 update's clock starts when the initial report is delivered.
+    report = Report.objects.get(incident=make_incident(severity="SEV-0"), stage_name="initial")
+    monkeypatch.setattr("reporting.services.delivery.obligations_sync", _broken_sync)
     with pytest.raises(RuntimeError, match="obligations bug"):
         report_deliver(report_id=report.pk)
     report.refresh_from_db()
     assert report.status == ReportStatus.DELIVERED and report.attempt_count == 1 and report.lease_token is None
     assert [e["webhook_id"] for e in ledger.entries()] == [str(report.public_id)]
+
+
+def test_a_delivery_that_starts_no_clock_skips_the_obligations_sync(receiver, monkeypatch):
+    """The SEV-1 early notice starts no other stage's clock: delivering it does not recompute obligations,
+    while the SEV-0 initial (previous test) does, and opens the update it starts."""
+    report = _early_notice(make_incident(severity="SEV-1"))
+    monkeypatch.setattr("reporting.services.delivery.obligations_sync", _broken_sync)
+    assert report_deliver(report_id=report.pk).outcome == "delivered"
+    monkeypatch.undo()
+    initial = Report.objects.get(incident=make_incident(severity="SEV-0"), stage_name="initial")
+    assert report_deliver(report_id=initial.pk).outcome == "delivered"
+    initial.refresh_from_db()
+    update = Report.objects.get(incident=initial.incident, stage_name="update")
+    assert update.clock_started_at == initial.delivered_at and update.due_at == initial.delivered_at + timedelta(hours=24)
 
 
 def _other_session_locks_destination(destination_id: int, mode: str):

@@ -12,12 +12,14 @@ from tests.conftest import make_incident
 from tests.reporting.test_delivery import _early_notice, receiver  # noqa: F401  (fixture)
 
 # Claim and freeze: 10 statements in one transaction (lock the incident; lock and read the report with what
-# the document needs, its destination's authority included; share-lock the destination; accounts, version,
-# indicators, evidence; the sealed audit-chain head the document publishes; signing key;
-# one UPDATE with the lease and the frozen payload). Send: none. Record: 8 in another (lock and read the
-# incident's facts; lock the report; attempt, receipt, status, audit event; in a savepoint the incident's
-# reports and the rule set's version, the rules being cached per process). BEGIN/COMMIT are not counted (in a test they are savepoints).
-FIRST_SEND_STATEMENTS = 18
+# the document needs, its destination's authority included; accounts, indicators, evidence; share-lock the
+# destination; version; the sealed audit-chain head the document publishes; signing key; one UPDATE with the
+# lease and the frozen payload). Send: none. Record: 7 in another (lock and read the incident's facts; lock
+# the report; attempt, receipt, status, audit event; the rule set's version, the rules being cached per
+# process, to see that an SEV-1 early notice starts no other stage's clock, so no obligations sync).
+# BEGIN/COMMIT are not counted (in a test they are savepoints). Every statement is prebuilt SQL
+# (incidents.models.fast_rows): docs/performance.md, "Delivery".
+FIRST_SEND_STATEMENTS = 17
 
 
 def _statements(ctx: CaptureQueriesContext) -> list[str]:
@@ -33,7 +35,7 @@ def test_a_first_send_takes_two_transactions_and_no_lazy_loads(receiver):  # noq
     assert len(statements) == FIRST_SEND_STATEMENTS, "\n".join(s[:120] for s in statements)
     # Outer transactions (savepoints here): the claim with the freeze, and the record.
     outer = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith("SAVEPOINT")]
-    assert len(outer) == 3  # two transactions and the obligations' savepoint
+    assert len(outer) == 2  # two transactions; no savepoint for an obligations sync that has nothing to do
     # The incident is locked twice (the record reads its facts with the lock; the freeze reads it joined to
     # the report), the cached rule set's version read once, the receipt written once: more is a lazy load.
     assert sum('FROM "incidents_incident"' in s for s in statements) == 2  # the two locks, nothing lazy

@@ -11,6 +11,7 @@ from reporting.obligations import (
     IncidentFacts,
     RuleSpec,
     StageSpec,
+    delivery_starts_clocks,
     escalation_due,
     is_material,
     owed_stages,
@@ -185,3 +186,43 @@ def test_child_safety_never_reaches_a_normal_destination(default_destination):
         actor=Actor.system("t"), destination=cs_destination)
     incident = make_incident(category="CHILD_SAFETY", severity="SEV-0")
     assert set(Report.objects.filter(incident=incident).values_list("destination__name", flat=True)) == {"ncmec"}
+
+
+# Rule shapes for delivery_starts_clocks: (stages, the stage delivered, whether that can open or move anything).
+_FINAL = stage("final", "final", 9, "resolved_at", 720 * H, requires_approval=True)
+_SUPPLEMENTAL = stage("supplemental", "update", 3, "detected_at", 72 * H, on_material_change=True)
+STARTS = [
+    # The default SEV-1 rule: nothing waits for the early notice.
+    ([stage("early_notice"), stage("full_report", "update", 2, "detected_at", 72 * H), _SUPPLEMENTAL, _FINAL],
+     "early_notice", False),
+    # The default SEV-0 rule: the update's clock starts at the initial's delivery, and then repeats.
+    ([stage(), stage("update", "update", 2, "previous_delivered", 24 * H, repeat_every=24 * H), _SUPPLEMENTAL,
+      _FINAL], "initial", True),
+    ([stage(), stage("update", "update", 2, "previous_delivered", 24 * H, repeat_every=24 * H)], "update", True),
+    # previous_delivered names the stage just before, by position, not by listing order.
+    ([stage("b", "update", 3, "previous_delivered", H), stage("a", "initial", 1), stage("m", "update", 2)],
+     "a", False),
+    ([stage("b", "update", 3, "previous_delivered", H), stage("a", "initial", 1), stage("m", "update", 2)],
+     "m", True),
+    # A renamed stage keeps its key: the key is what deliveries are recorded under.
+    ([stage("Initial notice", key="initial"), stage("next", "update", 2, "previous_delivered", H)], "initial", True),
+    # A supplemental or an answer stage has no clocked successor; a digest is not owed per incident.
+    ([stage(), _SUPPLEMENTAL, stage("next", "update", 4, "previous_delivered", H)], "supplemental", False),
+    ([stage(), stage("next", "update", 2, "previous_delivered", H)], "answer", False),
+    ([stage("weekly", "digest", 1, "period_end", 48 * H), stage("next", "update", 2, "previous_delivered", H)],
+     "weekly", False),
+    # A first stage on previous_delivered starts at detection: it waits for nothing.
+    ([stage("first", "initial", 1, "previous_delivered", H), stage("second", "update", 2, "detected_at", H)],
+     "second", False),
+]
+
+
+@pytest.mark.parametrize(("stages", "delivered_key", "expected"), STARTS)
+def test_delivery_starts_clocks_agrees_with_owed_stages(stages, delivered_key, expected):
+    """The skip is only taken where owed_stages itself cannot tell the delivery happened."""
+    spec = rule(stages)
+    assert delivery_starts_clocks(spec, delivered_key) is expected
+    before = DeliveredStages()
+    after = DeliveredStages(at={(delivered_key, 1): T0 + H})
+    changed = owed_stages(facts(), spec, before) != owed_stages(facts(), spec, after)
+    assert changed is expected
