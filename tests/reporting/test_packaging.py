@@ -405,3 +405,30 @@ def test_the_deadline_names_the_event_that_started_the_clock():
     deadline = build_document(report=report)["deadline"]
     assert deadline["clock_start"] == "aware_at"
     assert deadline["clock_started_at"] == incident.detected_at.isoformat().replace("+00:00", "Z")
+
+
+def test_the_delivery_read_gives_the_document_the_orm_read_gives(staff_user):
+    """Delivery reads the report and everything its document names with prebuilt SQL
+    (reporting.services.delivery_rows): the document must be the one the ORM-loaded report gives, byte for byte,
+    for a full incident (accounts, indicators, evidence, detector), raw content approved, an update stage."""
+    from django.db import transaction
+
+    from reporting.services.delivery_rows import report_locked_with_relations
+
+    incident = full_incident(staff_user=staff_user)
+    destination = make_dest(max_disclosure=Disclosure.RAW_CONTENT)
+    first = make_report(incident, destination)
+    report = make_report(incident, destination, stage_name="update", stage_kind=StageKind.UPDATE, supersedes=first,
+                         disclosure=Disclosure.RAW_CONTENT, approved_by=staff_user, late_reason="Waited for the SOC.")
+    at = timezone.now()
+    by_orm = Report.objects.select_related("incident", "incident__detector", "destination", "destination__authority",
+                                           "rule", "stage").get(pk=report.pk)
+    with transaction.atomic():
+        by_rows = report_locked_with_relations(report.pk)
+    assert document_bytes(by_rows, now=at) == document_bytes(by_orm, now=at)
+    document = build_document(report=by_rows, now=at)
+    assert document["identity"]["version"] == 2 and document["clocks"]["detection"]["detector"]["name"]
+    assert len(document["actor"]["accounts"]) == 3 and len(document["activity"]["indicators"]) == 4
+    assert [e.get("content") for e in document["handling"]["evidence"]][:2] == [PROMPT, OUTPUT]
+    with transaction.atomic():
+        assert report_locked_with_relations(-1) is None
