@@ -137,9 +137,9 @@ def test_the_api_keeps_accepting_while_the_broker_is_down_and_nothing_is_lost(tr
             answer = stack.post_incident(token, sev1(index), timeout=30)
             durations.append(time.monotonic() - started)
             assert answer.status_code == 201, answer.text
-        # The doorbell gives up quickly, once per request however many reports it owes: the reports are safe
-        # in PostgreSQL.
-        assert max(durations) < PUBLISH_GIVE_UP_SECONDS + 1.5, durations
+        # The doorbell gives up once per request however many reports it owes (two here): a request takes less
+        # than two give-ups, whatever else the machine is doing. The reports are safe in PostgreSQL.
+        assert max(durations) < 2 * PUBLISH_GIVE_UP_SECONDS, durations
         waiting = [r for r in sendable_reports() if r.status != "delivered"]
         assert len(waiting) == 8
         assert all(r.status == "pending" and r.attempt_count == 0 and r.lease_token is None for r in waiting)
@@ -150,7 +150,8 @@ def test_the_api_keeps_accepting_while_the_broker_is_down_and_nothing_is_lost(tr
         started = time.monotonic()
         swept = stack.manage("dispatch_due_reports")
         assert swept.returncode == 0 and "8 due, 0 enqueued" in swept.stdout, swept.stdout + swept.stderr[-3000:]
-        assert time.monotonic() - started < 5 * PUBLISH_GIVE_UP_SECONDS  # start-up, then one give-up
+        # Start-up, then one give-up: less than the eight give-ups one per report would take.
+        assert time.monotonic() - started < len(waiting) * PUBLISH_GIVE_UP_SECONDS
         assert not Report.objects.filter(pk__in=[r.pk for r in waiting], lease_token__isnull=False).exists()
 
         stack.start_redis(port=port)  # an empty broker: every message sent before is gone
