@@ -74,3 +74,26 @@ def rows_insert(objs: Sequence[models.Model]) -> None:
         obj.pk = pk
         obj._state.adding = False
         obj._state.db = conn.alias
+
+
+# The incident INSERT has 61 parameters; a new field adds one. psycopg needs room for the widest.
+_WIDEST_STATEMENT = 100
+
+
+def psycopg_cache_wide_statements() -> None:
+    """Let psycopg keep the parsed form of statements with up to ``_WIDEST_STATEMENT`` parameters.
+
+    psycopg turns each statement's ``%s`` placeholders into ``$n`` before sending it and keeps the
+    result in an LRU cache (128 statements), but not for statements with more than 50 parameters, so
+    as not to fill it with ORM bulk INSERTs of varying lengths. The incident INSERT is one fixed text
+    with 61, so it was parsed afresh on every request: about 0.15 ms, 4 % of filing an incident's
+    CPU. The limit is a module constant of psycopg's (``psycopg._queries``), not a documented setting;
+    tests/incidents/test_fast_insert.py fails if an upgrade renames it, rather than this silently
+    doing nothing. The cache stays bounded at 128 statements.
+    """
+    try:
+        from psycopg import _queries
+    except ImportError:  # SQLite, or no psycopg 3
+        return
+    if hasattr(_queries, "MAX_CACHED_STATEMENT_PARAMS"):
+        _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, _WIDEST_STATEMENT)
