@@ -9,7 +9,8 @@ the URL resolver, the view) with the benchmark's request body, sequentially, on 
 PostgreSQL connection. ``--warmup`` requests run first (connections opened, statements prepared,
 caches filled), then ``--requests`` timed without the profiler, then as many again profiled. Prints
 the calls with most cumulative and most own CPU time (the profiler's clock is the process's CPU
-time, so waits on PostgreSQL do not count) and the CPU per request. One client, no gunicorn, no
+time, so waits on PostgreSQL do not count) and the CPU per request, the app's and its PostgreSQL
+backend's (read from /proc: the server must run on this machine). One client, no gunicorn, no
 concurrency: it shows where the app's own CPU goes, not the rates (for those:
 scripts/bench_intake.py; docs/performance.md).
 """
@@ -42,6 +43,12 @@ def environ_for(body: bytes, token: str) -> dict:
         "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
         "wsgi.version": (1, 0),
     }
+
+
+def backend_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a PostgreSQL backend on this machine has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,10 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     for body in bodies[:args.warmup]:
         one(body)
     statuses.clear()
-    cpu0 = time.process_time()
+    from django.db import connection
+
+    backend = connection.connection.info.backend_pid  # this thread's connection, opened by the warm-up
+    cpu0, pg0 = time.process_time(), backend_cpu(backend)
     for body in bodies[args.warmup:args.warmup + args.requests]:
         one(body)
     plain = (time.process_time() - cpu0) / args.requests
+    pg = (backend_cpu(backend) - pg0) / args.requests
+    statuses.clear()
     # CPU time, not wall time: waits on PostgreSQL would otherwise dominate every listing.
     profile = cProfile.Profile(time.process_time)
     cpu0 = time.process_time()
@@ -106,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(out.getvalue())
     print(f"statuses: {statuses}")
     print(f"CPU per request: {1000 * plain:.2f} ms unprofiled, {1000 * cpu / args.requests:.2f} ms profiled "
-          f"({args.requests} requests each)")
+          f"({args.requests} requests each); its PostgreSQL backend, unprofiled: {1000 * pg:.2f} ms")
     return 0
 
 
