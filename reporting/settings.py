@@ -209,6 +209,9 @@ SPECTACULAR_SETTINGS = {
 # Intake limits and behaviour (docs/api.md documents each).
 MIR_API_MAX_BODY_BYTES = env_int("MIR_API_MAX_BODY_BYTES", 1_048_576, minimum=1024)
 MIR_API_MAX_BATCH_ITEMS = env_int("MIR_API_MAX_BATCH_ITEMS", 100, minimum=1)
+# Serve well-formed single-incident POSTs without DRF's request/response wrapping (same answers;
+# incidents/api/fast_intake.py). Off: every request takes the DRF path.
+MIR_API_FAST_INTAKE = env_bool("MIR_API_FAST_INTAKE", True)
 MIR_EVIDENCE_MAX_CONTENT_BYTES = env_int("MIR_EVIDENCE_MAX_CONTENT_BYTES", 65_536, minimum=1)
 MIR_DETECTOR_RATE_PER_MINUTE = env_int("MIR_DETECTOR_RATE_PER_MINUTE", 600, minimum=1)
 MIR_GROUPING_WINDOW_SECONDS = env_int("MIR_GROUPING_WINDOW_SECONDS", 24 * 3600, minimum=0)

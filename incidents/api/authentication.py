@@ -23,10 +23,36 @@ class DetectorPrincipal:
         return self.detector.pk
 
 
+# Set on the Django request by the intake fast path (incidents/api/fast_intake.py) once the token
+# has authenticated: if it then hands the request to DRF after all, authentication reuses the
+# principal instead of looking the token up (and recording its use) a second time.
+PRINCIPAL_ATTR = "mir_principal"
+
+
+def bearer_secret(request) -> str | None:  # noqa: ANN001
+    """The token of a well-formed ``Authorization: Bearer <token>`` header; None for anything else
+    (``DetectorTokenAuthentication`` then says what is wrong with it)."""
+    header = authentication.get_authorization_header(request).split()
+    if len(header) != 2 or header[0].decode("latin-1").lower() != "bearer":
+        return None
+    try:
+        return header[1].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+def principal_for(secret: str) -> DetectorPrincipal | None:
+    token = detector_token_authenticate(secret=secret)
+    return None if token is None else DetectorPrincipal(detector=token.detector, token=token)
+
+
 class DetectorTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):  # noqa: ANN001, ANN201
+        principal = getattr(request, PRINCIPAL_ATTR, None)
+        if principal is not None:
+            return principal, principal.token
         header = authentication.get_authorization_header(request).split()
         if not header:
             return None
@@ -38,10 +64,10 @@ class DetectorTokenAuthentication(authentication.BaseAuthentication):
             secret = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("the token is not valid") from None
-        token = detector_token_authenticate(secret=secret)
-        if token is None:
+        principal = principal_for(secret)
+        if principal is None:
             raise exceptions.AuthenticationFailed("the token is not valid, expired, or revoked")
-        return DetectorPrincipal(detector=token.detector, token=token), token
+        return principal, principal.token
 
     def authenticate_header(self, request) -> str:  # noqa: ANN001
         return 'Bearer realm="detector-api"'

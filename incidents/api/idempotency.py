@@ -19,12 +19,18 @@ KEY_PATTERN = r"^[!-\"$-~]{1,255}$"
 _KEY_RE = re.compile(KEY_PATTERN)
 
 
+def valid_key(raw: str) -> str | None:
+    """The key in a header value, or None if it is not a valid key."""
+    key = raw.strip().strip('"')  # the draft allows the key as a quoted string
+    return key if _KEY_RE.match(key) else None
+
+
 def idempotency_key_from(request: Request) -> str:
     raw = request.headers.get(HEADER)
     if raw is None:
         raise IdempotencyKeyMissing(f"send an {HEADER} header (a fresh UUID per logical request) with every POST")
-    key = raw.strip().strip('"')  # the draft allows the key as a quoted string
-    if not _KEY_RE.match(key):
+    key = valid_key(raw)
+    if key is None:
         raise IdempotencyKeyMissing(f"{HEADER} must be 1 to 255 visible ASCII characters, without '#' or spaces")
     return key
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.utils import timezone
 
 from incidents.actors import Actor
@@ -152,14 +152,25 @@ def _token_query() -> str:
     )
 
 
-def _from_row(model: type[models.Model], values: Iterable[object]) -> models.Model:
+@functools.cache
+def _converters(model: type[models.Model]) -> tuple[tuple[str, ...], tuple[tuple, ...]]:
+    """The attribute names of a model's columns and each one's value converters, found once per process."""
     fields = model._meta.concrete_fields
+    converters = tuple(
+        (*connection.ops.get_db_converters(field.cached_col), *field.get_db_converters(connection)) for field in fields
+    )
+    return tuple(f.attname for f in fields), converters
+
+
+def _from_row(model: type[models.Model], values: Iterable[object]) -> models.Model:
+    names, converters = _converters(model)
+    conn = connections[DEFAULT_DB_ALIAS]  # the thread's connection, not the proxy (fast_insert.py says why)
     converted = []
-    for field, value in zip(fields, values, strict=True):
-        for converter in (*connection.ops.get_db_converters(field.cached_col), *field.get_db_converters(connection)):
-            value = converter(value, field.cached_col, connection)
+    for field, field_converters, value in zip(model._meta.concrete_fields, converters, values, strict=True):
+        for converter in field_converters:
+            value = converter(value, field.cached_col, conn)
         converted.append(value)
-    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+    return model.from_db(conn.alias, names, converted)
 
 
 def _token_with_detector(digest: str) -> DetectorToken | None:

@@ -66,3 +66,30 @@ def test_saved_rows_mixed_models_and_unsaved_parents_are_refused():
     with pytest.raises(ValueError, match="unsaved related object"):
         rows_insert([Account(incident=Incident(**incident_fields()), identifier="b")])
     rows_insert([])  # nothing to do
+
+
+
+def test_psycopg_keeps_the_parsed_incident_insert():
+    """The incident INSERT (over 50 parameters) is parsed once per process, not on every request
+    (psycopg_cache_wide_statements); this fails if a psycopg upgrade renames the limit it raises."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("psycopg only")
+    from psycopg import _queries
+
+    from incidents.models.fast_insert import _insert_sql
+
+    assert 50 < len(_insert_sql(Incident, 1)[1]) <= _queries.MAX_CACHED_STATEMENT_PARAMS
+
+    def parsed() -> tuple[int, int]:
+        infos = [_queries._query2pg.cache_info(), _queries._query2pg_client.cache_info()]
+        return sum(i.hits for i in infos), sum(i.misses for i in infos)
+
+    drafts = [Incident(**incident_fields()) for _ in range(2)]
+    for draft in drafts:
+        draft.last_seen_at = draft.detected_at
+    rows_insert([drafts[0]])
+    hits, misses = parsed()
+    rows_insert([drafts[1]])  # one statement: the same INSERT again, found in the cache
+    assert parsed() == (hits + 1, misses)
