@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Sequence
 
-from django.db import DatabaseError, connection, models
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, models
 
 Converter = Callable[[object, object, object], object]
 
@@ -65,12 +65,14 @@ class RowReader:
         values = list(row[start:start + self.width])
         if values[self._pk_index] is None:
             return None
+        # The thread's connection itself, not the proxy (a thread-local lookup per read; fast_insert.py).
+        conn = connections[DEFAULT_DB_ALIAS]
         for index, (chain, col) in self._converters:
             value = values[index]
             for convert in chain:
-                value = convert(value, col, connection)
+                value = convert(value, col, conn)
             values[index] = value
-        return self.model.from_db(connection.alias, self._names, values)
+        return self.model.from_db(conn.alias, self._names, values)
 
     def select(self, sql: str, params: Sequence[object]) -> list[models.Model]:
         """Instances of the rows of ``sql`` (which selects ``self.columns`` and nothing else)."""

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from incidents.actors import Actor
 from incidents.choices import DetectorScope
 from incidents.models import Detector, DetectorToken
+from incidents.models.fast_rows import RowReader, quote
 from incidents.services.audit import audit_record
 
 TOKEN_PREFIX = "mir_"
@@ -130,56 +131,35 @@ def detector_token_authenticate(*, secret: str) -> DetectorToken | None:
 
 
 @functools.cache
-def _token_query() -> str:
+def _token_query() -> tuple[str, RowReader, RowReader]:
     """The token and its active detector in one statement, written once per process.
 
     This runs on every API request; building it through the ORM (queryset, select_related, SQL
     compiler) cost more CPU than the query itself (docs/performance.md). The columns come from the
-    models, so a new field is picked up without touching this.
+    models (incidents.models.fast_rows), so a new field is picked up without touching this.
     """
-    quote = connection.ops.quote_name
     token, detector = DetectorToken._meta, Detector._meta
-    columns = [f"t.{quote(f.column)}" for f in token.concrete_fields]
-    columns += [f"d.{quote(f.column)}" for f in detector.concrete_fields]
+    token_row, detector_row = RowReader(DetectorToken, "t"), RowReader(Detector, "d")
     detector_fk = token.get_field("detector").column
     hash_column, active_column = token.get_field("token_hash").column, detector.get_field("is_active").column
     # Only identifiers from the models' metadata are interpolated; the digest is a bound parameter.
     # token_hash is unique: no ORDER BY.
-    return (
-        f"SELECT {', '.join(columns)} FROM {quote(token.db_table)} t "  # noqa: S608
-        f"JOIN {quote(detector.db_table)} d ON d.{quote(detector.pk.column)} = t.{quote(detector_fk)} "
-        f"WHERE t.{quote(hash_column)} = %s AND d.{quote(active_column)} LIMIT 1"
+    sql = (
+        f"SELECT {token_row.columns}, {detector_row.columns} FROM {quote(token.db_table)} {quote('t')} "  # noqa: S608
+        f"JOIN {quote(detector.db_table)} {quote('d')} ON {quote('d')}.{quote(detector.pk.column)} = "
+        f"{quote('t')}.{quote(detector_fk)} "
+        f"WHERE {quote('t')}.{quote(hash_column)} = %s AND {quote('d')}.{quote(active_column)} LIMIT 1"
     )
-
-
-@functools.cache
-def _converters(model: type[models.Model]) -> tuple[tuple[str, ...], tuple[tuple, ...]]:
-    """The attribute names of a model's columns and each one's value converters, found once per process."""
-    fields = model._meta.concrete_fields
-    converters = tuple(
-        (*connection.ops.get_db_converters(field.cached_col), *field.get_db_converters(connection)) for field in fields
-    )
-    return tuple(f.attname for f in fields), converters
-
-
-def _from_row(model: type[models.Model], values: Iterable[object]) -> models.Model:
-    names, converters = _converters(model)
-    conn = connections[DEFAULT_DB_ALIAS]  # the thread's connection, not the proxy (fast_insert.py says why)
-    converted = []
-    for field, field_converters, value in zip(model._meta.concrete_fields, converters, values, strict=True):
-        for converter in field_converters:
-            value = converter(value, field.cached_col, conn)
-        converted.append(value)
-    return model.from_db(conn.alias, names, converted)
+    return sql, token_row, detector_row
 
 
 def _token_with_detector(digest: str) -> DetectorToken | None:
+    sql, token_row, detector_row = _token_query()
     with connection.cursor() as cursor:
-        cursor.execute(_token_query(), [digest])
+        cursor.execute(sql, [digest])
         row = cursor.fetchone()
     if row is None:
         return None
-    split = len(DetectorToken._meta.concrete_fields)
-    token = _from_row(DetectorToken, row[:split])
-    token.detector = _from_row(Detector, row[split:])
+    token = token_row.instance(row)
+    token.detector = detector_row.instance(row, token_row.width)
     return token

@@ -26,13 +26,14 @@ from reporting.obligations import delivery_starts_clocks
 from reporting.packaging.document import PackagingRefused
 from reporting.services.delivery_rows import (
     destination_share_locked,
+    incident_lock_for_report,
     report_locked_with_relations,
     row_locked,
 )
 from reporting.services.escalation import escalation_raise
 from reporting.services.obligations import INCIDENT_SYNC_FIELDS, active_rules, obligations_sync
 from reporting.services.receipts import receipt_record
-from reporting.services.reports import incident_lock_for_report, report_set_status
+from reporting.services.reports import report_set_status
 from reporting.transports import transport_for
 from reporting.transports.base import Endpoint, FrozenReport, SendResult
 

@@ -125,8 +125,14 @@ def _incident_for_report_sql() -> str:
             f"WHERE {quote('r')}.{quote('id')} = %s{_lock('FOR UPDATE' + of)}")
 
 
-def incident_lock_for_report_row(report_id: int) -> None:
-    """Lock the report's incident (FOR UPDATE OF the incident), if it has one."""
+def incident_lock_for_report(report_id: int) -> None:
+    """Lock the report's incident (FOR UPDATE OF the incident, if it has one), in the caller's transaction,
+    before the report itself.
+
+    Every path that holds both takes them in this order: the incident services and ``obligations_sync``
+    lock the incident, then its reports. Locking a report and then its incident deadlocks against them,
+    e.g. two reports of one incident recorded at once by two workers (tests/e2e/test_delivery_faults.py).
+    """
     with connection.cursor() as cursor:
         cursor.execute(_incident_for_report_sql(), [report_id])
 

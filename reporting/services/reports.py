@@ -13,7 +13,7 @@ from incidents.services.audit import audit_record
 from reporting.choices import DISCLOSURE_ORDER, Disclosure, ReportStatus
 from reporting.dispatch import enqueue_on_commit
 from reporting.models import Report
-from reporting.services.delivery_rows import incident_lock_for_report_row
+from reporting.services.delivery_rows import incident_lock_for_report
 
 ALLOWED_REPORT_TRANSITIONS: dict[str, frozenset[str]] = {
     ReportStatus.AWAITING_APPROVAL: frozenset({ReportStatus.PENDING, ReportStatus.WITHDRAWN}),
@@ -50,16 +50,6 @@ def report_set_status(
         reason=reason,
     )
     return report
-
-
-def incident_lock_for_report(report_id: int) -> None:
-    """Lock the report's incident (FOR UPDATE), in the caller's transaction, before the report itself.
-
-    Every path that holds both takes them in this order: the incident services and ``obligations_sync``
-    lock the incident, then its reports. Locking a report and then its incident deadlocks against them,
-    e.g. two reports of one incident recorded at once by two workers (tests/e2e/test_delivery_faults.py).
-    """
-    incident_lock_for_report_row(report_id)
 
 
 def _locked(report: Report) -> Report:
