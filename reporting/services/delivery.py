@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from incidents.actors import Actor
@@ -57,9 +56,11 @@ def report_claim(
     """
     now = now or timezone.now()
     mine = uuid.uuid4()
-    taken = _claim_queryset(report_id, lease_token, now).update(
-        lease_token=mine, lease_expires_at=now + timedelta(seconds=settings.MIR_DELIVERY_LEASE_SECONDS),
-    )
+    # Only the lease columns of this row are written (row_update names them); the rest is not read.
+    lease = Report(pk=report_id, lease_token=mine,
+                   lease_expires_at=now + timedelta(seconds=settings.MIR_DELIVERY_LEASE_SECONDS))
+    where, params = _claim_condition(lease_token, now)
+    taken = row_update(lease, ["lease_token", "lease_expires_at", "updated_at"], where=where, params=params)
     return mine if taken == 1 else None
 
 
@@ -117,17 +118,11 @@ def _claim_sql() -> str:
 
 
 def _claim_condition(lease_token: uuid.UUID | None, now: datetime) -> tuple[str, list]:
-    """The sweeper's condition (``_claim_queryset``) as SQL for the claim's conditional UPDATE."""
+    """Who may take the report (pending, due, and unleased, its lease run out, or leased to ``lease_token``),
+    as the claim's conditional UPDATE checks it; ``_claimable`` reads the same under the row lock."""
     at = db_value(Report, "next_attempt_at", now)
     token = db_value(Report, "lease_token", lease_token) if lease_token is not None else None
     return _claim_sql(), [str(ReportStatus.PENDING), at, at, token]
-
-
-def _claim_queryset(report_id: int, lease_token: uuid.UUID | None, now: datetime) -> QuerySet[Report]:
-    free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
-    if lease_token is not None:
-        free |= Q(lease_token=lease_token)
-    return Report.objects.filter(pk=report_id, status=ReportStatus.PENDING, next_attempt_at__lte=now).filter(free)
 
 
 def _claimable(report: Report, lease_token: uuid.UUID | None, now: datetime) -> bool:
