@@ -6,6 +6,8 @@ a cookie) and marked no-store. Only the SHA-256 is kept, and no page shows even 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -143,21 +145,32 @@ class DetectorAdmin(ServiceErrorsAdminMixin, admin.ModelAdmin):
                                 title="Token issued: copy it now", issued=issued, created=created)
 
 
-@admin.action(description="Revoke selected tokens…", permissions=["revoke"])
-def revoke_tokens(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset) -> HttpResponse | None:  # noqa: ANN001
-    form = RevokeForm(request.POST if "apply" in request.POST else None)
-    if form.is_bound and form.is_valid():
-        actor = Actor.for_user(request.user)
-        apply_each(
-            modeladmin, request, queryset, done_verb="Revoked",
-            apply=lambda token: detector_token_revoke(actor=actor, token=token, reason=form.cleaned_data["reason"]),
+def token_revoke_action(*, name: str, revoke: Callable[..., object], title: str, intro: str):  # noqa: ANN201
+    """The admin action that revokes the selected bearer tokens (detector or reviewer), with a reason,
+    through ``revoke(actor=, token=, reason=)``, after a confirmation page that skips revoked ones."""
+
+    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset) -> HttpResponse | None:  # noqa: ANN001
+        form = RevokeForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            actor = Actor.for_user(request.user)
+            apply_each(
+                modeladmin, request, queryset, done_verb="Revoked",
+                apply=lambda token: revoke(actor=actor, token=token, reason=form.cleaned_data["reason"]),
+            )
+            return back_from_action(modeladmin, request)
+        return render_confirmation(
+            modeladmin, request, queryset, action=name, title=title, intro=intro, form=form, submit_label="Revoke",
+            skipped=[token for token in queryset if token.revoked_at is not None],
         )
-        return back_from_action(modeladmin, request)
-    return render_confirmation(
-        modeladmin, request, queryset, action="revoke_tokens", title="Revoke detector tokens",
-        intro="A revoked token stops working at once and cannot be restored; the detector needs a new token.",
-        form=form, submit_label="Revoke", skipped=[token for token in queryset if token.revoked_at is not None],
-    )
+
+    action.__name__ = name
+    return action
+
+
+revoke_tokens = admin.action(description="Revoke selected tokens…", permissions=["revoke"])(token_revoke_action(
+    name="revoke_tokens", revoke=detector_token_revoke, title="Revoke detector tokens",
+    intro="A revoked token stops working at once and cannot be restored; the detector needs a new token.",
+))
 
 
 class TokenStateFilter(admin.SimpleListFilter):

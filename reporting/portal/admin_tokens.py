@@ -13,11 +13,9 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from incidents.actors import Actor
-from incidents.admin.detectors import TokenDisplayMixin, TokenStateFilter
-from incidents.admin.forms import RevokeForm
+from incidents.admin.detectors import TokenDisplayMixin, TokenStateFilter, token_revoke_action
 from incidents.admin.secret_page import secret_once_page
 from incidents.admin.service_errors import ServiceErrorsAdminMixin, ServiceErrorsForm, refusal
-from incidents.admin.workflow import apply_each, back_from_action, render_confirmation
 from reporting.portal.models import Reviewer, ReviewerToken
 from reporting.portal.services.tokens import MAX_LIFETIME, reviewer_token_issue, reviewer_token_revoke
 
@@ -38,21 +36,10 @@ class ReviewerTokenAddForm(ServiceErrorsForm):
         self.fields["reviewer"].queryset = Reviewer.objects.filter(is_active=True).select_related("user", "authority")
 
 
-@admin.action(description="Revoke selected reviewer tokens…")
-def revoke_reviewer_tokens(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset) -> HttpResponse | None:  # noqa: ANN001
-    form = RevokeForm(request.POST if "apply" in request.POST else None)
-    if form.is_bound and form.is_valid():
-        actor = Actor.for_user(request.user)
-        apply_each(
-            modeladmin, request, queryset, done_verb="Revoked",
-            apply=lambda token: reviewer_token_revoke(actor=actor, token=token, reason=form.cleaned_data["reason"]),
-        )
-        return back_from_action(modeladmin, request)
-    return render_confirmation(
-        modeladmin, request, queryset, action="revoke_reviewer_tokens", title="Revoke reviewer tokens",
-        intro="A revoked token stops working at once (API and TAXII) and cannot be restored.",
-        form=form, submit_label="Revoke", skipped=[token for token in queryset if token.revoked_at is not None],
-    )
+revoke_reviewer_tokens = admin.action(description="Revoke selected reviewer tokens…")(token_revoke_action(
+    name="revoke_reviewer_tokens", revoke=reviewer_token_revoke, title="Revoke reviewer tokens",
+    intro="A revoked token stops working at once (API and TAXII) and cannot be restored.",
+))
 
 
 @admin.register(ReviewerToken)
