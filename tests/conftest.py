@@ -1,16 +1,20 @@
 """Fixed personas and helpers shared by every test module."""
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from incidents.actors import Actor
 from incidents.choices import DetectorScope
 from incidents.services.detectors import detector_create, detector_token_issue
+from incidents.services.idempotency import ClaimResult, idempotency_claim
 from incidents.services.intake import incident_create
 
 SYSTEM = Actor.system("tests")
@@ -127,3 +131,32 @@ def make_incident(actor: Actor = SYSTEM, **overrides):
 def post(client: APIClient, body, key: str | None = "key-1", path: str = "/api/v1/incidents/", **extra):
     headers = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
     return client.post(path, body, format="json", **headers, **extra)
+
+
+@contextmanager
+def key_held_elsewhere(detector, key: str, fingerprint: str):  # noqa: ANN001
+    """Another request, on its own connection, holding ``key`` in its open transaction meanwhile
+    (PostgreSQL: the key's advisory lock). It stores nothing and rolls back at the end."""
+    held, done = threading.Event(), threading.Event()
+    outcome: list = []
+
+    def other() -> None:
+        try:
+            with transaction.atomic():
+                outcome.append(idempotency_claim(detector=detector, key=key, fingerprint=fingerprint).result)
+                held.set()
+                done.wait(timeout=30)
+                transaction.set_rollback(True)
+        finally:
+            held.set()
+            connection.close()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert held.wait(timeout=30)
+    assert outcome == [ClaimResult.CLAIMED]
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=30)

@@ -11,9 +11,10 @@ tests/incidents/test_fast_intake.py sends the same requests with this path on an
 Order matters for the hand-over. Everything up to authentication is pure. Authentication may record
 the token's last use, and the throttle counts the request: both results are left on the Django
 request (``PRINCIPAL_ATTR``, ``DECISION_ATTR``) and the DRF path reuses them instead of doing either a
-second time. After the claim, a request is handed over only if the claim stored nothing (in flight,
-key reused with another body) or was released (the service refused the input): the DRF path then
-claims again and reaches the same answer, or a later one if the other request finished meanwhile.
+second time. After the claim, a request is handed over only if the key was not ours to act on (in
+flight, key reused with another body) or the service refused the input (rolled back, nothing stored):
+the DRF path then claims again and reaches the same answer, or a later one if the other request
+finished meanwhile.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from incidents.api.lean_input import incident_input_lean
 from incidents.api.parsing import parse_json_body
 from incidents.api.throttling import DECISION_ATTR, detector_window, window_count
 from incidents.choices import DetectorScope
-from incidents.services.idempotency import ClaimResult, idempotency_claim
+from incidents.services.idempotency import ClaimResult
 
 # What DRF's parser and the view accept as-is; other spellings (parameters, other charsets) go to DRF.
 _CONTENT_TYPES = frozenset({"application/json", "application/json; charset=utf-8", "application/json;charset=utf-8"})
@@ -106,15 +107,14 @@ def serve(view: APIView, request: HttpRequest) -> HttpResponse | None:
     setattr(request, DECISION_ATTR, decision)
     if decision.wait is not None:
         return None
-    detector = principal.detector
-    claim = idempotency_claim(detector=detector, key=key, fingerprint=request_fingerprint("incidents", data))
-    if claim.result is ClaimResult.REPLAY:
-        record = claim.record
-        return _response(view, record.response_body, record.response_status, {REPLAY_HEADER: "true"})
-    if claim.result is not ClaimResult.CLAIMED:
-        return None
     try:
-        code, answer = incident_accept(detector=detector, record=claim.record, validated=validated)
+        filing = incident_accept(detector=principal.detector, key=key,
+                                 fingerprint=request_fingerprint("incidents", data), validated=validated)
     except DjangoValidationError:
-        return None  # released and rolled back; the DRF path files it again and words the 422
-    return _response(view, answer, code, {"Location": answer["url"]})
+        return None  # rolled back, nothing stored; the DRF path files it again and words the 422
+    if filing.status is not None:
+        return _response(view, filing.body, filing.status, {"Location": filing.body["url"]})
+    if filing.claim.result is ClaimResult.REPLAY:
+        record = filing.claim.record
+        return _response(view, record.response_body, record.response_status, {REPLAY_HEADER: "true"})
+    return None  # in flight or key reused with another body: the DRF path words the 409 or 422

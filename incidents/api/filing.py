@@ -1,11 +1,13 @@
 """Filing validated detector input: the part of the intake views shared by DRF and the fast path."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db import transaction
 
 from incidents.actors import Actor
-from incidents.models import Detector, IdempotencyKey
-from incidents.services.idempotency import idempotency_complete, idempotency_release
+from incidents.models import Detector
+from incidents.services.idempotency import Claim, ClaimResult, LostClaimError, idempotency_claim, idempotency_complete
 from incidents.services.intake import IntakeResult, incident_create
 from incidents.services.parts import EvidenceInput
 
@@ -42,14 +44,31 @@ def accepted_body(result: IntakeResult) -> tuple[int, dict]:
     return (200 if result.grouped else 201), body
 
 
-def incident_accept(*, detector: Detector, record: IdempotencyKey, validated: dict) -> tuple[int, dict]:
-    """File one incident under a claimed key: the work and the key's completion commit together; on
-    any error the claim is released (nothing was stored) and the error goes on to the caller."""
+@dataclass(frozen=True)
+class Filing:
+    """What became of a request: filed or grouped (``status`` and ``body`` set), or a claim that was
+    not ours to act on (replay, mismatch, in flight), which the caller answers."""
+    claim: Claim
+    status: int | None = None
+    body: dict | None = None
+
+
+def incident_accept(*, detector: Detector, key: str, fingerprint: str, validated: dict) -> Filing:
+    """File one incident under an Idempotency-Key: claim, work and the stored answer in one transaction
+    (incidents/services/idempotency.py). On any error it rolls back whole (nothing stored, the key free)
+    and the error goes on to the caller."""
     try:
-        with transaction.atomic():
-            code, body = accepted_body(submit(detector, validated))
-            idempotency_complete(record=record, status=code, body=body)
-    except BaseException:
-        idempotency_release(record=record)
-        raise
-    return code, body
+        return _accept_once(detector=detector, key=key, fingerprint=fingerprint, validated=validated)
+    except LostClaimError:
+        # Another request stored the key after our lookup; claiming again now finds its answer.
+        return _accept_once(detector=detector, key=key, fingerprint=fingerprint, validated=validated)
+
+
+def _accept_once(*, detector: Detector, key: str, fingerprint: str, validated: dict) -> Filing:
+    with transaction.atomic():
+        claim = idempotency_claim(detector=detector, key=key, fingerprint=fingerprint)
+        if claim.result is not ClaimResult.CLAIMED:
+            return Filing(claim)
+        code, body = accepted_body(submit(detector, validated))
+        idempotency_complete(claim=claim, status=code, body=body)
+        return Filing(claim, code, body)

@@ -9,8 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from incidents.api.problems import IdempotencyKeyInFlight, IdempotencyKeyMismatch, IdempotencyKeyMissing
-from incidents.models import Detector, IdempotencyKey
-from incidents.services.idempotency import ClaimResult, idempotency_claim
+from incidents.services.idempotency import Claim, ClaimResult
 
 HEADER = "Idempotency-Key"
 REPLAY_HEADER = "Idempotent-Replayed"
@@ -40,15 +39,11 @@ def request_fingerprint(path: str, data: object) -> str:
     return hashlib.sha256(f"{path}\n{canonical}".encode()).hexdigest()
 
 
-def replay_response(record: IdempotencyKey) -> Response:
-    return Response(record.response_body, status=record.response_status, headers={REPLAY_HEADER: "true"})
-
-
-def claim_or_answer(*, detector: Detector, key: str, fingerprint: str) -> tuple[IdempotencyKey | None, Response | None]:
-    """Claim the key; or return the response to give instead (a replay), or raise 409/422."""
-    claim = idempotency_claim(detector=detector, key=key, fingerprint=fingerprint)
+def claim_answer(claim: Claim) -> Response:
+    """The answer to a request whose key was not ours to act on: the replay, or a 422 or 409 raised."""
     if claim.result is ClaimResult.REPLAY:
-        return None, replay_response(claim.record)
+        record = claim.record
+        return Response(record.response_body, status=record.response_status, headers={REPLAY_HEADER: "true"})
     if claim.result is ClaimResult.MISMATCH:
         raise IdempotencyKeyMismatch(
             f"this {HEADER} was first used with a different request body; use a new key for a new request"
@@ -57,4 +52,4 @@ def claim_or_answer(*, detector: Detector, key: str, fingerprint: str) -> tuple[
         raise IdempotencyKeyInFlight(
             f"a request with this {HEADER} is still being processed; retry shortly", headers={"Retry-After": "1"}
         )
-    return claim.record, None
+    raise ValueError("a claimed key has no answer yet")

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from incidents.api import fast_intake
 from incidents.api.authentication import DetectorTokenAuthentication, HasScope
 from incidents.api.filing import accepted_body, incident_accept, submit
-from incidents.api.idempotency import HEADER, KEY_PATTERN, claim_or_answer, idempotency_key_from, request_fingerprint
+from incidents.api.idempotency import HEADER, KEY_PATTERN, claim_answer, idempotency_key_from, request_fingerprint
 from incidents.api.lean_input import incident_input_lean
 from incidents.api.problems import (
     PayloadTooLarge,
@@ -31,10 +31,12 @@ from incidents.choices import DetectorScope
 from incidents.models import Detector
 from incidents.selectors import incident_get_for_detector
 from incidents.services.idempotency import (
+    ClaimResult,
+    LostClaimError,
     idempotency_complete,
+    idempotency_held,
     idempotency_item_lookup,
     idempotency_item_record,
-    idempotency_release,
 )
 
 _IDEMPOTENCY_PARAM = OpenApiParameter(
@@ -107,13 +109,12 @@ class IncidentCreateView(_DetectorView):
         data = _object_body(request)
         key = idempotency_key_from(request)
         validated = _incident_input(data)
-        record, answer = claim_or_answer(
-            detector=self.detector, key=key, fingerprint=request_fingerprint("incidents", data)
+        filing = incident_accept(
+            detector=self.detector, key=key, fingerprint=request_fingerprint("incidents", data), validated=validated
         )
-        if answer is not None:
-            return answer
-        code, body = incident_accept(detector=self.detector, record=record, validated=validated)
-        return Response(body, status=code, headers={"Location": body["url"]})
+        if filing.status is None:
+            return claim_answer(filing.claim)
+        return Response(filing.body, status=filing.status, headers={"Location": filing.body["url"]})
 
 
 class IncidentBatchView(_DetectorView):
@@ -131,16 +132,20 @@ class IncidentBatchView(_DetectorView):
         key = idempotency_key_from(request)
         envelope = BatchInput(data=data)
         envelope.is_valid(raise_exception=True)
-        record, answer = claim_or_answer(
-            detector=self.detector, key=key, fingerprint=request_fingerprint("incidents/batch", data)
-        )
-        if answer is not None:
-            return answer
+        items = envelope.validated_data["items"]
+        fingerprint = request_fingerprint("incidents/batch", data)
         try:
-            results = [
-                self._one(request, f"{key}#{index}", index, item)
-                for index, item in enumerate(envelope.validated_data["items"])
-            ]
+            return self._batch(key, fingerprint, items)
+        except LostClaimError:
+            # Another request stored the key after our lookup; claiming again now finds its answer.
+            return self._batch(key, fingerprint, items)
+
+    def _batch(self, key: str, fingerprint: str, items: list) -> Response:
+        # The items commit one by one, each recording its own answer; the batch key is held meanwhile.
+        with idempotency_held(detector=self.detector, key=key, fingerprint=fingerprint) as claim:
+            if claim.result is not ClaimResult.CLAIMED:
+                return claim_answer(claim)
+            results = [self._one(f"{key}#{index}", index, item) for index, item in enumerate(items)]
             body = {
                 "created": sum(1 for r in results if r["status"] == 201),
                 "grouped": sum(1 for r in results if r["status"] == 200 and r["result"]["grouped"]),
@@ -148,13 +153,10 @@ class IncidentBatchView(_DetectorView):
                 "items": results,
             }
             with transaction.atomic():
-                idempotency_complete(record=record, status=200, body=body)
-        except BaseException:
-            idempotency_release(record=record)
-            raise
+                idempotency_complete(claim=claim, status=200, body=body)
         return Response(body, status=status.HTTP_200_OK)
 
-    def _one(self, request: Request, item_key: str, index: int, item: object) -> dict:
+    def _one(self, item_key: str, index: int, item: object) -> dict:
         """One item in its own transaction; its result is recorded so a retried batch replays it."""
         done = idempotency_item_lookup(detector=self.detector, key=item_key)
         if done is not None:

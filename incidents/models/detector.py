@@ -67,11 +67,11 @@ class DetectorToken(BearerToken):
 
 
 class IdempotencyKey(models.Model):
-    """One row per (detector, Idempotency-Key): the claim, then the stored first response.
+    """One row per (detector, Idempotency-Key): the stored first response.
 
-    The claim is committed on its own before the work starts, so a concurrent request with the same
-    key sees it and gets 409; the response is written in the same transaction as the incident, so a
-    key is "completed" exactly when its incident exists.
+    Written in the transaction that did the request's work, so a key is "completed" exactly when its
+    incident exists; while that transaction runs, the key's advisory lock tells a concurrent request
+    with the same key that it is in flight (409). incidents/services/idempotency.py has the protocol.
     """
 
     class State(models.TextChoices):
@@ -81,9 +81,10 @@ class IdempotencyKey(models.Model):
     detector = models.ForeignKey(Detector, on_delete=models.CASCADE, related_name="idempotency_keys")
     key = models.CharField(max_length=300)
     request_fingerprint = models.CharField(max_length=64)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.IN_FLIGHT)
-    # A crashed request leaves its claim in flight; after the lease another request may take it over.
-    lease_expires_at = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.COMPLETED)
+    # Only rows of the earlier protocol, which committed an in-flight claim before the work, are
+    # "in_flight" and have a lease: after it runs out, another request may take the key over.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -100,7 +100,7 @@ def _wait_for(condition, what: str, supervisor: Supervisor, transcript: Transcri
 
 def _keys(detector) -> tuple[IdempotencyKey, IdempotencyKey]:  # noqa: ANN001
     now = timezone.now()
-    common = {"detector": detector, "request_fingerprint": "0" * 64, "lease_expires_at": now - timedelta(days=3)}
+    common = {"detector": detector, "request_fingerprint": "0" * 64, "response_status": 201, "response_body": {}}
     expired = IdempotencyKey.objects.create(key="expired", expires_at=now - timedelta(hours=1), **common)
     fresh = IdempotencyKey.objects.create(key="fresh", expires_at=now + timedelta(hours=47), **common)
     return expired, fresh

@@ -26,8 +26,7 @@ from django.test.utils import CaptureQueriesContext
 from incidents.api import fast_intake, throttling
 from incidents.api.idempotency import request_fingerprint
 from incidents.models import DetectorToken, IdempotencyKey, Incident
-from incidents.services.idempotency import idempotency_claim
-from tests.conftest import api_client, make_detector, post, valid_body
+from tests.conftest import api_client, key_held_elsewhere, make_detector, post, valid_body
 
 pytestmark = pytest.mark.django_db
 PATH = "/api/v1/incidents/"
@@ -62,8 +61,8 @@ def _replay(run: Run):
 
 def _in_flight(run: Run):
     body = valid_body()
-    idempotency_claim(detector=run.detector, key="k1", fingerprint=request_fingerprint("incidents", body))
-    return post(run.client, body, key="k1")
+    with key_held_elsewhere(run.detector, "k1", request_fingerprint("incidents", body)):
+        return post(run.client, body, key="k1")
 
 
 def _mismatch(run: Run):
@@ -200,7 +199,7 @@ def test_a_request_handed_over_after_the_throttle_is_counted_once(scenario, spy)
     token_table = DetectorToken._meta.db_table
     lookups = [q for q in queries.captured_queries if f'FROM "{token_table}"' in q["sql"]]
     assert len(lookups) == len(spy), lookups  # one token lookup per request, hand-over or not
-    # Two requests counted so far (one for the in-flight scenario, whose claim is not a request);
+    # Two requests counted so far (one for the in-flight scenario, whose holder is not a request);
     # had the hand-over counted its request twice, the third would already be refused.
     counted = 2 if scenario is _mismatch else 1
     for index in range(3 - counted):
@@ -209,8 +208,8 @@ def test_a_request_handed_over_after_the_throttle_is_counted_once(scenario, spy)
 
 
 def test_a_service_refusal_after_the_claim_is_worded_by_drf_and_stores_nothing(monkeypatch, spy):
-    """What the lean check accepts but the service refuses: the fast path releases its claim and
-    hands over; the DRF path claims again, is refused again and answers 422 like before."""
+    """What the lean check accepts but the service refuses: the fast path's transaction rolls back
+    (claim included) and it hands over; the DRF path claims again, is refused again and answers 422."""
     from incidents.api import filing
 
     def refuse(**kwargs):

@@ -1,11 +1,11 @@
-"""Idempotency-Key: replays, mismatches, in-flight conflicts, crashed requests, real concurrency."""
+"""Idempotency-Key: replays, mismatches, in-flight conflicts, failed requests, races, real concurrency."""
 from __future__ import annotations
 
 import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -17,7 +17,7 @@ from incidents.services.idempotency import (
     idempotency_complete,
     idempotency_keys_purge,
 )
-from tests.conftest import api_client, post, valid_body
+from tests.conftest import api_client, key_held_elsewhere, post, valid_body
 
 
 @pytest.mark.django_db
@@ -66,41 +66,133 @@ def test_rejected_request_releases_its_key(api_a):
     assert post(api_a, valid_body(), key="k").status_code == 201
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_key_in_flight_is_409_with_retry_after(api_a, detector_a):
     body = valid_body()
-    from incidents.api.idempotency import request_fingerprint
-
-    idempotency_claim(detector=detector_a[0], key="busy", fingerprint=request_fingerprint("incidents", body))
-    response = post(api_a, body, key="busy")
-    assert response.status_code == 409
-    assert response.json()["type"] == "urn:mir:problem:idempotency-key-in-flight"
-    assert response["Retry-After"] == "1"
-    assert Incident.objects.count() == 0
+    with key_held_elsewhere(detector_a[0], "busy", _fingerprint(body)):
+        response = post(api_a, body, key="busy")
+        assert response.status_code == 409
+        assert response.json()["type"] == "urn:mir:problem:idempotency-key-in-flight"
+        assert response["Retry-After"] == "1"
+        # Another key of the same detector is not held up.
+        assert post(api_a, valid_body(), key="other").status_code == 201
+    assert Incident.objects.count() == 1
+    # The other request ended without storing anything (rolled back): the key is free.
+    assert post(api_a, body, key="busy").status_code == 201
+    assert Incident.objects.count() == 2
 
 
 @pytest.mark.django_db
-def test_claim_of_a_crashed_request_is_taken_over_after_its_lease(api_a, detector_a):
-    from incidents.api.idempotency import request_fingerprint
+def test_a_request_that_fails_leaves_no_trace_of_its_key(api_a, detector_a, monkeypatch):
+    from incidents.api import filing
+
+    def crash(detector, validated):  # noqa: ANN001, ANN202
+        raise RuntimeError("the process died here")
 
     body = valid_body()
-    claim = idempotency_claim(detector=detector_a[0], key="crashed", fingerprint=request_fingerprint("incidents", body))
-    IdempotencyKey.objects.filter(pk=claim.record.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    monkeypatch.setattr(filing, "submit", crash)
+    with pytest.raises(RuntimeError):
+        filing.incident_accept(detector=detector_a[0], key="dies", fingerprint="f", validated=body)
+    assert not IdempotencyKey.objects.exists()
+    monkeypatch.undo()
+    assert post(api_a, body, key="dies").status_code == 201
+
+
+@pytest.mark.django_db
+def test_claim_of_the_earlier_protocol_is_in_flight_until_its_lease_runs_out(api_a, detector_a):
+    """Rows written before the claim moved into the work's transaction: an in-flight claim with a lease."""
+    body = valid_body()
+    legacy = IdempotencyKey.objects.create(
+        detector=detector_a[0], key="crashed", request_fingerprint=_fingerprint(body),
+        state=IdempotencyKey.State.IN_FLIGHT, lease_expires_at=timezone.now() + timedelta(minutes=5),
+        expires_at=timezone.now() + timedelta(days=2),
+    )
+    assert post(api_a, body, key="crashed").status_code == 409
+    IdempotencyKey.objects.filter(pk=legacy.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     response = post(api_a, body, key="crashed")
     assert response.status_code == 201
     assert Incident.objects.count() == 1
+    record = IdempotencyKey.objects.get()
+    assert (record.pk, record.state, record.response_body) == (legacy.pk, "completed", response.json())
+    assert post(api_a, body, key="crashed")["Idempotent-Replayed"] == "true"
 
 
 @pytest.mark.django_db
-def test_a_request_that_lost_its_claim_cannot_commit(detector_a):
-    from django.db import transaction
+@pytest.mark.parametrize("stored_before", [False, True], ids=["new key", "expired key"])
+def test_a_request_whose_key_was_stored_after_its_lookup_cannot_commit(detector_a, stored_before):
+    """The lookup's snapshot can predate the commit of the request that held the lock a moment before."""
+    detector = detector_a[0]
+    if stored_before:
+        IdempotencyKey.objects.create(detector=detector, key="slow", request_fingerprint="f", response_status=201,
+                                      response_body={}, expires_at=timezone.now() - timedelta(seconds=1))
+    with transaction.atomic():
+        claim = idempotency_claim(detector=detector, key="slow", fingerprint="f")
+        assert claim.result is ClaimResult.CLAIMED
+        # The other request's answer lands after our lookup.
+        IdempotencyKey.objects.update_or_create(
+            detector=detector, key="slow",
+            defaults={"request_fingerprint": "f", "response_status": 200, "response_body": {"other": True},
+                      "expires_at": timezone.now() + timedelta(days=2)},
+        )
+        with pytest.raises(LostClaimError):
+            idempotency_complete(claim=claim, status=201, body={"mine": True})
+        transaction.set_rollback(True)
 
-    stale = idempotency_claim(detector=detector_a[0], key="slow", fingerprint="f").record
-    IdempotencyKey.objects.filter(pk=stale.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    taker = idempotency_claim(detector=detector_a[0], key="slow", fingerprint="f")
-    assert taker.result is ClaimResult.CLAIMED
-    with pytest.raises(LostClaimError), transaction.atomic():
-        idempotency_complete(record=stale, status=201, body={})
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_losing_that_race_replays_the_other_requests_answer(detector_a, monkeypatch):
+    """incident_accept claims again after LostClaimError, and the second claim finds the stored answer."""
+    from incidents.api import filing
+
+    detector = detector_a[0]
+    submit = filing.submit
+
+    def submit_while_another_commits(detector, validated):  # noqa: ANN001, ANN202
+        result = submit(detector, validated)
+        # The other request stores the key meanwhile, on its own connection, and commits.
+        _concurrently(1, lambda i: IdempotencyKey.objects.create(
+            detector=detector, key="race", request_fingerprint="f", response_status=201,
+            response_body={"id": "theirs"}, expires_at=timezone.now() + timedelta(days=2)))
+        return result
+
+    monkeypatch.setattr(filing, "submit", submit_while_another_commits)
+    outcome = filing.incident_accept(detector=detector, key="race", fingerprint="f", validated=_validated())
+    assert outcome.claim.result is ClaimResult.REPLAY
+    assert outcome.claim.record.response_body == {"id": "theirs"}
+    assert Incident.objects.count() == 0  # ours rolled back
+    assert IdempotencyKey.objects.count() == 1
+
+
+def _fingerprint(body: dict) -> str:
+    from incidents.api.idempotency import request_fingerprint  # not at import: DRF's settings load it
+
+    return request_fingerprint("incidents", body)
+
+
+def _validated() -> dict:
+    from incidents.api.lean_input import incident_input_lean
+
+    validated = incident_input_lean(valid_body())
+    assert validated is not None
+    return validated
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_filed_incident_commits_once_with_its_key_written_once_inside(api_a):
+    """The claim, the work and the stored answer share one transaction: one COMMIT, one write of the key."""
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        assert post(api_a, valid_body(), key="once").status_code == 201
+    sqls = [q["sql"] for q in ctx.captured_queries]
+    assert sqls.count("BEGIN") == sqls.count("COMMIT") == 1, sqls
+    table = IdempotencyKey._meta.db_table
+    touching = [i for i, sql in enumerate(sqls) if table in sql]
+    assert len(touching) == 2, sqls  # the claim's lookup, then the INSERT of the answer
+    assert sqls[touching[0]].startswith("SELECT") and sqls[touching[1]].startswith("INSERT")
+    assert sqls.index("BEGIN") < touching[0] < touching[1] < sqls.index("COMMIT")
 
 
 @pytest.mark.django_db
