@@ -127,7 +127,7 @@ VALUES (%s, %s, 'incidents.incident', %s, 'created', 'detector', NULL, %s, %s, %
 _INSERT_KEY = """INSERT INTO incidents_idempotencykey
   (detector_id, key, request_fingerprint, state, lease_expires_at, response_status, response_body,
    created_at, expires_at)
-VALUES (%s, %s, %s, 'completed', %s, 201, %s, %s, %s)"""
+VALUES (%s, %s, %s, 'completed', NULL, 201, %s, %s, %s)"""
 
 
 def write_incident_raw(conn: psycopg.Connection, detector_id: int, body: dict, key: str) -> None:
@@ -158,7 +158,7 @@ def write_incident_raw(conn: psycopg.Connection, detector_id: int, body: dict, k
         response = {"id": str(public_id), "reference": f"INC-{incident_id:06d}", "status": "new",
                     "grouped": False, "occurrence_count": 1, "url": f"{API_PATH}{public_id}"}
         cur.execute(_INSERT_KEY, (detector_id, key, request_fingerprint("incidents", body),
-                                  now + timedelta(seconds=60), Jsonb(response), now, now + timedelta(hours=48)))
+                                  Jsonb(response), now, now + timedelta(hours=48)))
 
 
 # --- Client processes ------------------------------------------------------------------------
