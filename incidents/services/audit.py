@@ -17,9 +17,24 @@ def audit_record(
     reason: str = "",
 ) -> AuditEvent:
     """Append one audit event. Must run inside the caller's transaction (same commit as the change)."""
+    event = audit_event_build(actor=actor, action=action, obj=obj, changes=changes, reason=reason)
+    rows_insert([event])
+    return event
+
+
+def audit_event_build(
+    *,
+    actor: Actor,
+    action: str,
+    obj: models.Model,
+    changes: dict | None = None,
+    reason: str = "",
+) -> AuditEvent:
+    """The unsaved event ``audit_record`` writes, for a caller that writes it in its own statement
+    (``incident_create``: with the new incident, ``rows_insert_family``). Same transaction rule."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must be called inside the service's transaction")
-    event = AuditEvent(
+    return AuditEvent(
         incident=obj if isinstance(obj, Incident) else getattr(obj, "incident", None),
         object_type=obj._meta.label_lower,
         object_id=str(getattr(obj, "public_id", None) or obj.pk),
@@ -31,5 +46,3 @@ def audit_record(
         changes=changes or {},
         reason=reason,
     )
-    rows_insert([event])
-    return event

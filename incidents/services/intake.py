@@ -15,9 +15,9 @@ from incidents.actors import Actor
 from incidents.choices import OPEN_STATUSES, ActorKind, DetectionSource, Severity
 from incidents.hooks import IncidentChange, run_incident_hooks
 from incidents.models import Incident
-from incidents.models.fast_insert import rows_insert
-from incidents.services.audit import audit_record
-from incidents.services.parts import EvidenceInput, parts_attach, parts_prepare
+from incidents.models.fast_insert import rows_insert_family
+from incidents.services.audit import audit_event_build, audit_record
+from incidents.services.parts import EvidenceInput, parts_attach, parts_link, parts_prepare
 from incidents.validation import normalize_countries, normalize_techniques
 
 # Fields a filer may set. Status, determination, reportability and the grouping counters are the
@@ -201,16 +201,14 @@ def incident_create(
                     evidence=prepared[2],
                 )
                 return IntakeResult(incident=existing, grouped=True)
-        rows_insert([draft])
-        counts = parts_attach(
-            incident=draft, actor=actor, accounts=prepared[0], indicators=prepared[1], evidence=prepared[2],
-            is_new=True,
-        )
-        audit_record(
+        # The incident, its parts and its "created" event: one statement on PostgreSQL.
+        counts = parts_link(incident=draft, accounts=prepared[0], indicators=prepared[1], evidence=prepared[2])
+        event = audit_event_build(
             actor=actor,
             action="created",
             obj=draft,
             changes={"category": draft.category, "severity": draft.severity, "parts": counts},
         )
+        rows_insert_family(draft, [*prepared, [event]])
         run_incident_hooks(IncidentChange(kind="created", incident=draft, actor=actor))
     return IntakeResult(incident=draft, grouped=False)

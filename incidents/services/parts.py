@@ -112,26 +112,20 @@ def parts_attach(
     accounts: list[Account],
     indicators: list[Indicator],
     evidence: list[Evidence],
-    is_new: bool = False,
 ) -> dict[str, int]:
-    """Attach prepared parts that the incident does not have yet; returns how many of each were new.
-
-    For a new incident the caller's "created" audit event covers the parts; otherwise this writes
-    a "parts_added" event.
-    """
-    known_accounts = set(incident.accounts.values_list("identifier", flat=True)) if accounts and not is_new else set()
-    known_indicators = set(incident.indicators.values_list("type", "value")) if indicators and not is_new else set()
-    known_digests = set(incident.evidence.values_list("sha256", flat=True)) if evidence and not is_new else set()
+    """Attach prepared parts that a filed incident does not have yet, with a "parts_added" event;
+    returns how many of each were new. (A new incident's parts are written with it: ``incident_create``.)"""
+    known_accounts = set(incident.accounts.values_list("identifier", flat=True)) if accounts else set()
+    known_indicators = set(incident.indicators.values_list("type", "value")) if indicators else set()
+    known_digests = set(incident.evidence.values_list("sha256", flat=True)) if evidence else set()
     new_accounts = [a for a in accounts if a.identifier not in known_accounts]
     new_indicators = [i for i in indicators if (i.type, i.value) not in known_indicators]
     new_evidence = [e for e in evidence if e.sha256 not in known_digests]
-    for row in (*new_accounts, *new_indicators, *new_evidence):
-        row.incident = incident
+    counts = parts_link(incident=incident, accounts=new_accounts, indicators=new_indicators, evidence=new_evidence)
     rows_insert(new_accounts)
     rows_insert(new_indicators)
     rows_insert(new_evidence)
-    counts = {"accounts": len(new_accounts), "indicators": len(new_indicators), "evidence": len(new_evidence)}
-    if not is_new and any(counts.values()):
+    if any(counts.values()):
         _part_changed(
             actor=actor,
             action="parts_added",
@@ -143,6 +137,15 @@ def parts_attach(
             },
         )
     return counts
+
+
+def parts_link(
+    *, incident: Incident, accounts: list[Account], indicators: list[Indicator], evidence: list[Evidence]
+) -> dict[str, int]:
+    """Point unsaved parts at their incident (saved or not yet); returns how many of each there are."""
+    for row in (*accounts, *indicators, *evidence):
+        row.incident = incident
+    return {"accounts": len(accounts), "indicators": len(indicators), "evidence": len(evidence)}
 
 
 # --- Staff edits of single parts (the admin). Each locks its row and writes one audit event. -------
