@@ -106,8 +106,11 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # SQLite serialises writers; wait for the lock instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # SQLite serialises writers; wait for the lock instead of failing at once. Transactions take the
+    # write lock when they begin: one that read first (the idempotency claim does) could otherwise not
+    # upgrade to writing while another writes, and would fail at once whatever the timeout
+    # (tests/e2e/test_sqlite_dev.py).
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
 elif env_bool("DB_SERVER_SIDE_BINDING", True):
     # Server-side parameters let psycopg prepare a statement once it has run five times on a
     # connection; PostgreSQL then stops parsing and planning the intake path's statements afresh
