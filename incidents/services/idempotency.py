@@ -89,10 +89,10 @@ def _claim_sql(vendor: str, hold: str) -> str:
         lock = "pg_try_advisory_xact_lock(%s)" if hold == "transaction" else "pg_try_advisory_lock(%s)"
     else:
         lock = "%s IS NOT NULL"  # no advisory locks: always "taken" (module docstring)
+    detector, key = (f"{quote('k')}.{quote(meta.get_field(name).column)}" for name in ("detector", "key"))
     return (
         f"SELECT {lock}, {_reader().columns} FROM (SELECT 1 AS one) AS {quote('o')} "  # noqa: S608
-        f"LEFT JOIN {quote(meta.db_table)} AS {quote('k')} ON {quote('k')}.{quote(meta.get_field('detector').column)} = %s "
-        f"AND {quote('k')}.{quote(meta.get_field('key').column)} = %s"
+        f"LEFT JOIN {quote(meta.db_table)} AS {quote('k')} ON {detector} = %s AND {key} = %s"
     )
 
 
