@@ -78,7 +78,11 @@ class IdempotencyKey(models.Model):
         IN_FLIGHT = "in_flight", "In flight"
         COMPLETED = "completed", "Completed"
 
-    detector = models.ForeignKey(Detector, on_delete=models.CASCADE, related_name="idempotency_keys")
+    # No index of its own: the unique (detector, key) index below serves every lookup by detector, and a
+    # second index starting with the same column gave the planner a worse choice. On a table without
+    # statistics (new, or just emptied) the claim's generic plan scanned this one and filtered on the
+    # key, reading every key of the detector per request (docs/performance.md, "Intake").
+    detector = models.ForeignKey(Detector, on_delete=models.CASCADE, related_name="idempotency_keys", db_index=False)
     key = models.CharField(max_length=300)
     request_fingerprint = models.CharField(max_length=64)
     state = models.CharField(max_length=16, choices=State.choices, default=State.COMPLETED)
