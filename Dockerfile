@@ -30,4 +30,4 @@ USER mir
 EXPOSE 8000
 # No HEALTHCHECK here: the worker and beat run this image too. Compose probes web's /healthz.
 CMD ["gunicorn", "reporting.wsgi:application", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", \
-     "--workers", "2", "--threads", "4", "--timeout", "30", "--access-logfile", "-"]
+     "--workers", "2", "--threads", "2", "--timeout", "30", "--access-logfile", "-"]

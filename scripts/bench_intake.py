@@ -2,7 +2,7 @@
 """Intake benchmark: POST /api/v1/incidents/ under gunicorn on PostgreSQL, next to a raw baseline.
 
     make bench-intake                                   # 8 clients, 3 s warm-up + 20 s counted per phase
-    make bench-intake BENCH_ARGS="--rounds 3 --gunicorn sync:3 --gunicorn gthread:2x4"
+    make bench-intake BENCH_ARGS="--rounds 3 --gunicorn gthread:2x2 --gunicorn gthread:2x4"
 
 One run does this, on loopback only:
 1. drops and recreates the database ``mir_bench`` (``--pg``, default postgres://postgres@127.0.0.1:5432),
@@ -54,7 +54,7 @@ DB_NAME = "mir_bench"
 DETECTOR_NAME = "bench"
 PORTS = range(18000, 18100)
 API_PATH = "/api/v1/incidents/"
-DEFAULT_GUNICORN = "gthread:2x4"
+DEFAULT_GUNICORN = "gthread:2x2"
 RAW_NAME = "raw psycopg"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
