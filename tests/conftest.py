@@ -21,10 +21,20 @@ SYSTEM = Actor.system("tests")
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache():
-    """Rate-limit counters live in the cache; each test starts with none."""
+def _clear_cache(monkeypatch):
+    """Rate-limit counters live in the cache; each test starts with none, and in one window.
+
+    The limits count per minute of the clock: a test whose requests straddled a minute's end would
+    see its count start again (or a 429 name other seconds left). The throttle's clock stands still
+    in the middle of a window instead; the cache is emptied around every test.
+    """
+    from types import SimpleNamespace
+
     from django.core.cache import cache
 
+    from incidents.api import throttling
+
+    monkeypatch.setattr(throttling, "time", SimpleNamespace(time=lambda: 1_800_000_012.5))
     cache.clear()
     yield
     cache.clear()
