@@ -7,7 +7,13 @@ from django.db import transaction
 
 from incidents.actors import Actor
 from incidents.models import Detector
-from incidents.services.idempotency import Claim, ClaimResult, LostClaimError, idempotency_claim, idempotency_complete
+from incidents.services.idempotency import (
+    Claim,
+    ClaimResult,
+    idempotency_claim,
+    idempotency_complete,
+    idempotency_retrying,
+)
 from incidents.services.intake import IntakeResult, incident_create
 from incidents.services.parts import EvidenceInput
 
@@ -57,11 +63,9 @@ def incident_accept(*, detector: Detector, key: str, fingerprint: str, validated
     """File one incident under an Idempotency-Key: claim, work and the stored answer in one transaction
     (incidents/services/idempotency.py). On any error it rolls back whole (nothing stored, the key free)
     and the error goes on to the caller."""
-    try:
-        return _accept_once(detector=detector, key=key, fingerprint=fingerprint, validated=validated)
-    except LostClaimError:
-        # Another request stored the key after our lookup; claiming again now finds its answer.
-        return _accept_once(detector=detector, key=key, fingerprint=fingerprint, validated=validated)
+    return idempotency_retrying(
+        lambda: _accept_once(detector=detector, key=key, fingerprint=fingerprint, validated=validated)
+    )
 
 
 def _accept_once(*, detector: Detector, key: str, fingerprint: str, validated: dict) -> Filing:

@@ -32,11 +32,11 @@ from incidents.models import Detector
 from incidents.selectors import incident_get_for_detector
 from incidents.services.idempotency import (
     ClaimResult,
-    LostClaimError,
     idempotency_complete,
     idempotency_held,
     idempotency_item_lookup,
     idempotency_item_record,
+    idempotency_retrying,
 )
 
 _IDEMPOTENCY_PARAM = OpenApiParameter(
@@ -134,11 +134,7 @@ class IncidentBatchView(_DetectorView):
         envelope.is_valid(raise_exception=True)
         items = envelope.validated_data["items"]
         fingerprint = request_fingerprint("incidents/batch", data)
-        try:
-            return self._batch(key, fingerprint, items)
-        except LostClaimError:
-            # Another request stored the key after our lookup; claiming again now finds its answer.
-            return self._batch(key, fingerprint, items)
+        return idempotency_retrying(lambda: self._batch(key, fingerprint, items))
 
     def _batch(self, key: str, fingerprint: str, items: list) -> Response:
         # The items commit one by one, each recording its own answer; the batch key is held meanwhile.

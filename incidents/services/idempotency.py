@@ -17,7 +17,7 @@ The lookup reads the snapshot of its statement, which can be taken just before a
 lock commits and lets it go. That request's row then makes ``idempotency_complete`` fail (the unique
 constraint, or the expired row changed under us): ``LostClaimError``, the work rolls back, and the
 caller runs the claim again in a new transaction, which replays the stored answer
-(``incidents.api.filing.incident_accept`` does). A key's work therefore commits at most once.
+(``idempotency_retrying``). A key's work therefore commits at most once.
 
 On SQLite there are no advisory locks; its writers are serialised by the database lock, so a
 concurrent duplicate ends in ``LostClaimError`` as above and is answered with the replay, never a
@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -46,6 +47,8 @@ from django.utils import timezone
 from incidents.models import Detector, IdempotencyKey
 from incidents.models.fast_insert import rows_insert
 from incidents.models.fast_rows import RowReader, db_value, quote, row_update
+
+T = TypeVar("T")
 
 
 class ClaimResult(Enum):
@@ -176,6 +179,15 @@ def idempotency_complete(*, claim: Claim, status: int, body: dict) -> Idempotenc
     if taken != 1:
         raise LostClaimError(f"idempotency key {claim.key!r} was taken over by another request")
     return record
+
+
+def idempotency_retrying(work: Callable[[], T]) -> T:
+    """Run ``work``, which claims a key and completes it; if another request stored the key after our
+    lookup (``LostClaimError``, module docstring), run it once more: its claim now finds that answer."""
+    try:
+        return work()
+    except LostClaimError:
+        return work()
 
 
 def idempotency_item_lookup(*, detector: Detector, key: str) -> IdempotencyKey | None:

@@ -175,11 +175,12 @@ def test_staff_filing_shares_the_statement(staff_user):
     assert incident_create(actor=SYSTEM, fields=incident_fields()).incident.pk > incident.pk  # no parts at all
 
 
+@pytest.mark.postgres
 def test_psycopg_keeps_the_parsed_filing_statement():
     """The benchmark body's filing statement (91 parameters) fits psycopg's raised limit for statements whose
     parsed form it caches (psycopg_cache_wide_statements), so it is not parsed afresh on every request."""
     if not IS_POSTGRES:
-        pytest.skip("psycopg only")
+        pytest.fail("this test needs PostgreSQL (psycopg): run it with `make test`")
     from psycopg import _queries
 
     from incidents.models.fast_insert import _family_sql

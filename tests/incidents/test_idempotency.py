@@ -166,6 +166,29 @@ def test_losing_that_race_replays_the_other_requests_answer(detector_a, monkeypa
     assert IdempotencyKey.objects.count() == 1
 
 
+def test_a_lost_claim_is_run_once_more_and_only_once():
+    from incidents.services.idempotency import idempotency_retrying
+
+    calls: list[int] = []
+
+    def lost_then_answered() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise LostClaimError("stored by another request meanwhile")
+        return "replayed"
+
+    assert idempotency_retrying(lost_then_answered) == "replayed" and len(calls) == 2
+
+    def always_lost() -> str:
+        calls.append(1)
+        raise LostClaimError("again")
+
+    calls.clear()
+    with pytest.raises(LostClaimError):
+        idempotency_retrying(always_lost)
+    assert len(calls) == 2
+
+
 def _fingerprint(body: dict) -> str:
     from incidents.api.idempotency import request_fingerprint  # not at import: DRF's settings load it
 
